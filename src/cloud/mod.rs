@@ -1,0 +1,130 @@
+//! Point clouds: the `Cloud` type, sampling, normalisation and file formats.
+
+mod normalize;
+pub mod pcd;
+pub mod ply;
+mod sampling;
+
+pub use normalize::{Normalization, NormalizationMode};
+pub use ply::TriMesh;
+pub use sampling::{farthest_point_sample, random_sample};
+
+use crate::error::{Error, Result};
+use std::path::Path;
+
+/// A point cloud: f32 xyz in some frame, optionally with 8-bit rgb per point.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cloud {
+    pub points: Vec<[f32; 3]>,
+    /// One colour per point when present.
+    pub colors: Option<Vec<[u8; 3]>>,
+}
+
+impl Cloud {
+    pub fn new(points: Vec<[f32; 3]>) -> Self {
+        Cloud {
+            points,
+            colors: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The sub-cloud made of the given point indices (colours follow their points).
+    pub fn select(&self, indices: &[usize]) -> Cloud {
+        Cloud {
+            points: indices.iter().map(|&i| self.points[i]).collect(),
+            colors: self
+                .colors
+                .as_ref()
+                .map(|c| indices.iter().map(|&i| c[i]).collect()),
+        }
+    }
+
+    /// Checks the invariants every consumer relies on: at least one point, all coordinates
+    /// finite, one colour per point. `what` names the cloud in the error (a file, a model id).
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if self.points.is_empty() {
+            return Err(Error::invalid(format!("{what}: the cloud has no points")));
+        }
+        if let Some(i) = self
+            .points
+            .iter()
+            .position(|p| !p.iter().all(|c| c.is_finite()))
+        {
+            return Err(Error::invalid(format!(
+                "{what}: point {i} has a non-finite coordinate {:?}",
+                self.points[i]
+            )));
+        }
+        if let Some(colors) = &self.colors {
+            if colors.len() != self.points.len() {
+                return Err(Error::invalid(format!(
+                    "{what}: {} colours for {} points",
+                    colors.len(),
+                    self.points.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Axis-aligned bounding box (min, max). Panics on an empty cloud: call `validate` first.
+    pub fn bounds(&self) -> ([f32; 3], [f32; 3]) {
+        let mut lo = [f32::INFINITY; 3];
+        let mut hi = [f32::NEG_INFINITY; 3];
+        for p in &self.points {
+            for k in 0..3 {
+                lo[k] = lo[k].min(p[k]);
+                hi[k] = hi[k].max(p[k]);
+            }
+        }
+        (lo, hi)
+    }
+
+    /// Reads a `.pcd` or `.ply` file, chosen by extension. A PLY mesh yields its vertices.
+    pub fn read(path: impl AsRef<Path>) -> Result<Cloud> {
+        let path = path.as_ref();
+        match extension(path).as_str() {
+            "pcd" => pcd::read_pcd(path),
+            "ply" => Ok(ply::read_ply(path)?.cloud),
+            other => Err(Error::format(
+                path,
+                format!("unknown point cloud extension '{other}' (expected .pcd or .ply)"),
+            )),
+        }
+    }
+
+    /// Writes a `.pcd` (binary) or `.ply` (binary little endian) file, chosen by extension.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        match extension(path).as_str() {
+            "pcd" => pcd::write_pcd(path, self, pcd::PcdEncoding::Binary),
+            "ply" => ply::write_ply(path, self, None, ply::PlyEncoding::BinaryLittleEndian),
+            other => Err(Error::format(
+                path,
+                format!("unknown point cloud extension '{other}' (expected .pcd or .ply)"),
+            )),
+        }
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Squared Euclidean distance.
+#[inline]
+pub fn dist2(a: &[f32; 3], b: &[f32; 3]) -> f32 {
+    let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+    d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+}

@@ -1,0 +1,1 @@
+//! KeypointNet-format datasets.

@@ -1,0 +1,1 @@
+//! Evaluation: mGE, PCK and baselines.

@@ -1,0 +1,1 @@
+//! Geodesic distances on point clouds.
