@@ -46,7 +46,9 @@ pub fn random_sample<R: Rng + ?Sized>(cloud: &Cloud, n: usize, rng: &mut R) -> V
         return Vec::new();
     }
     let mut idx: Vec<usize> = if len <= n {
-        (0..len).chain((len..n).map(|_| rng.random_range(0..len))).collect()
+        (0..len)
+            .chain((len..n).map(|_| rng.random_range(0..len)))
+            .collect()
     } else {
         sample(rng, len, n).into_vec()
     };
