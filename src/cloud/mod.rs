@@ -4,6 +4,7 @@ mod normalize;
 pub mod pcd;
 pub mod ply;
 mod sampling;
+pub mod visibility;
 
 pub use normalize::{Normalization, NormalizationMode};
 pub use ply::TriMesh;
