@@ -22,11 +22,12 @@
 //!    farthest-point sampling keeps `num_points` of them, evenly spread.
 //! 3. With `partial`, a camera at a random viewpoint (azimuth uniform, elevation 5°–65°
 //!    above the bounding-box centre, as a robot looks at a table top; distance 2–3
-//!    bounding-box diagonals) sees the denser `PARTIAL_DENSE_FACTOR` × `num_points`
-//!    sample; hidden points are removed ([`crate::cloud::visibility`]) before
-//!    farthest-point sampling.
+//!    bounding-box diagonals) sees a denser sample (`PARTIAL_DENSE_FACTOR` × `num_points`
+//!    or more, so that at least 1.25 × `num_points` are visible); hidden points are
+//!    removed ([`crate::cloud::visibility`]) before farthest-point sampling.
 //! 4. The cloud is normalised ShapeNet-style (bounding-box centre at the origin, diagonal 1,
-//!    y up; objects face +z, their right is +x).
+//!    y up; objects face +z; left and right are as seen from the front, right = +x,
+//!    except the airplane's, which are the pilot's).
 //! 5. Each semantic point's exact target on the part is moved by annotator noise (Gaussian,
 //!    σ = 1% of the diagonal, clipped at 2%) and snapped to the nearest cloud point; `xyz`
 //!    is that point. In partial clouds a keypoint is kept only when most of the dense
@@ -38,12 +39,12 @@
 //! `synth.json` (the options, marking the folder as generated so a rerun may replace it).
 //! Class ids are `9000000N`, model ids 32 hex digits; both are clearly not ShapeNet's.
 
-mod airplane;
-mod flat;
-mod furniture;
-mod lamp;
+pub mod airplane;
+pub mod flat;
+pub mod furniture;
+pub mod lamp;
 mod mesh;
-mod vessels;
+pub mod vessels;
 
 use self::mesh::{Mesh, V3};
 use super::{
@@ -63,8 +64,10 @@ use std::path::Path;
 
 /// Dense sample size (× `num_points`) that farthest-point sampling thins to `num_points`.
 const DENSE_FACTOR: usize = 3;
-/// Dense sample size (× `num_points`) for partial views: about half is hidden.
-const PARTIAL_DENSE_FACTOR: usize = 6;
+/// Dense sample size (× `num_points`) for partial views, where half or more is hidden;
+/// raised (up to `MAX_DENSE_FACTOR`) until at least 1.25 × `num_points` points are visible.
+const PARTIAL_DENSE_FACTOR: usize = 5;
+const MAX_DENSE_FACTOR: usize = 32;
 /// Annotator placement noise, as a fraction of the bounding-box diagonal.
 const NOISE_SIGMA: f32 = 0.01;
 const NOISE_CLIP: f32 = 0.02;
@@ -445,7 +448,6 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
     let n = opts.num_points;
     // For each semantic id: the raw cloud's point index of its keypoint, if kept.
     let (raw, snapped): (Cloud, Vec<Option<usize>>) = if opts.partial {
-        let dense = mesh.sample_surface(PARTIAL_DENSE_FACTOR * n, &mut rng);
         let azimuth = uni(&mut rng, 0.0, std::f32::consts::TAU);
         let elevation = uni(&mut rng, 5.0, 65.0).to_radians();
         let distance = uni(&mut rng, 2.0, 3.0) * diag;
@@ -455,11 +457,23 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
             elevation.cos() * azimuth.cos(),
         );
         let eye = center + dir * distance;
-        let visible = visible_points(
-            &dense.points,
-            [eye.x, eye.y, eye.z],
-            &VisibilityParams::default(),
-        );
+        // Sample densely enough that the visible part has a margin over `num_points`
+        // (a mug seen from the side shows less than a fifth of its surface).
+        let mut factor = PARTIAL_DENSE_FACTOR;
+        let (dense, visible) = loop {
+            let dense = mesh.sample_surface(factor * n, &mut rng);
+            let visible = visible_points(
+                &dense.points,
+                [eye.x, eye.y, eye.z],
+                &VisibilityParams::default(),
+            );
+            if 4 * visible.len() >= 5 * n || factor >= MAX_DENSE_FACTOR {
+                break (dense, visible);
+            }
+            factor = (factor * 5 * n)
+                .div_ceil(4 * visible.len().max(1))
+                .clamp(factor + 1, MAX_DENSE_FACTOR);
+        };
         let mut is_visible = vec![false; dense.len()];
         for &i in &visible {
             is_visible[i] = true;
@@ -968,6 +982,11 @@ mod tests {
             );
             for m in &partial {
                 assert_eq!(m.cloud.len(), 2048);
+                let mut pts: Vec<[u32; 3]> =
+                    m.cloud.points.iter().map(|p| p.map(f32::to_bits)).collect();
+                pts.sort_unstable();
+                pts.dedup();
+                assert_eq!(pts.len(), 2048, "{}: repeated points", spec.name);
                 assert!(m.annotation.problems_with_cloud(&m.cloud).is_empty());
                 let (d, _) = diag(&m.cloud);
                 assert!((d - 1.0).abs() < 1e-4);

@@ -1,4 +1,5 @@
-//! Flat objects built from extruded outlines: knife and guitar (y up, front +z, right +x).
+//! Flat objects built from extruded outlines: knife and guitar (y up, front +z, right +x
+//! as seen from the front).
 //!
 //! **knife** (90000007): blade along +x (tip at +x, edge down, spine up), length 1, height
 //! 0.12–0.3; chef (35%: edge curving up to a high tip), dagger (20%: double-edged,

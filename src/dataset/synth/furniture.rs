@@ -1,5 +1,5 @@
-//! Furniture: chair and table, built from boxes and rods (y up, front +z, right +x; units
-//! roughly metres).
+//! Furniture: chair and table, built from boxes and rods (y up, front +z, right +x as seen
+//! from the front; units roughly metres).
 //!
 //! **chair** (90000003). Seat: a box 0.42–0.6 wide, 0.4–0.55 deep at 0.4–0.5 m. Back,
 //! tilted 0–15°: a solid panel (55%) or a frame of two posts, a top rail and 1–3 slats.

@@ -1,4 +1,5 @@
-//! Vessels: mug and bottle, built around surfaces of revolution (y up, front +z, right +x).
+//! Vessels: mug and bottle, built around surfaces of revolution (y up, front +z, right +x
+//! as seen from the front).
 //!
 //! **mug** (90000001). Body: a walled cup (outer wall, rim, inner wall, inner bottom),
 //! bottom radius 1, top radius 0.85–1.25, height 1.4–3.0 (espresso cup to tall mug).
