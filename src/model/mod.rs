@@ -15,6 +15,7 @@
 //! (`VarBuilder::from_mmaped_safetensors`).
 
 pub mod bench;
+mod cpu;
 pub mod dgcnn;
 mod layers;
 pub mod pointnet;

@@ -12,9 +12,12 @@
 //! point of a cloud, so it is computed once per cloud and broadcast (this removes more than
 //! half of the network's FLOPs and the `[B*N, 1088]` copy, in training and inference alike).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use super::cpu::{self, RawLinear, Scratch};
 
 use super::layers::{Activation, PointLinear};
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
@@ -143,6 +146,16 @@ impl PointNet {
             relu: first.relu,
         };
         let seg0_global = first.wt.narrow(0, cl, cg)?.contiguous()?;
+        let head = FusedLinear::new(&self.head)?;
+        let raw = |ls: &[FusedLinear]| ls.iter().map(FusedLinear::raw).collect::<Result<Vec<_>>>();
+        let cpu = CpuPointNet {
+            local: raw(&local)?,
+            global: raw(&global)?,
+            seg0_local: seg0_local.raw()?,
+            seg0_global: seg0_local_global_raw(&seg0_global)?,
+            seg: raw(&seg)?,
+            head: head.raw()?,
+        };
         Ok(FusedPointNet {
             cfg: self.cfg.clone(),
             local,
@@ -150,7 +163,8 @@ impl PointNet {
             seg0_local,
             seg0_global,
             seg,
-            head: FusedLinear::new(&self.head)?,
+            head,
+            cpu,
         })
     }
 }
@@ -215,6 +229,17 @@ impl FusedLinear {
         Ok(Self { wt, b, relu })
     }
 
+    fn raw(&self) -> Result<RawLinear> {
+        let (k, n) = self.wt.dims2()?;
+        Ok(RawLinear {
+            wt: self.wt.flatten_all()?.to_vec1()?,
+            b: self.b.to_vec1()?,
+            k,
+            n,
+            relu: self.relu,
+        })
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.matmul(&self.wt)?.broadcast_add(&self.b)?;
         if self.relu {
@@ -243,11 +268,37 @@ pub struct FusedPointNet {
     seg0_global: Tensor,
     seg: Vec<FusedLinear>,
     head: FusedLinear,
+    cpu: CpuPointNet,
 }
 
 impl FusedPointNet {
-    /// `points`: `[B, N, 3]` -> `[B, N, D]`.
+    /// `points`: `[B, N, 3]` -> `[B, N, D]`. On the CPU this runs the plain-slice path
+    /// ([`Self::forward_cpu`]); elsewhere the same maths as candle tensor ops.
     pub fn forward(&self, points: &Tensor) -> Result<Tensor> {
+        if points.device().is_cpu() {
+            self.forward_cpu(points)
+        } else {
+            self.forward_tensors(points)
+        }
+    }
+
+    /// CPU path: clouds are cut into tiles of points; each tile runs the whole per-point
+    /// chain with a single-threaded gemm while its activations stay in L2, and rayon
+    /// spreads the tiles over the cores (no per-layer thread hand-off, no allocation per
+    /// layer). Pass 1 gives the local features and the global max; pass 2 the head.
+    pub fn forward_cpu(&self, points: &Tensor) -> Result<Tensor> {
+        let (b, n) = check_points(points)?;
+        let pts: Vec<f32> = points.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let d = self.cpu.head.n;
+        let mut out = vec![0f32; b * n * d];
+        for (xs, out) in pts.chunks_exact(n * 3).zip(out.chunks_exact_mut(n * d)) {
+            self.cpu.cloud(xs, out, n);
+        }
+        Tensor::from_vec(out, (b, n, d), &Device::Cpu)?.to_device(points.device())
+    }
+
+    /// Tensor-op version of the same computation (any device; the CPU reference).
+    pub fn forward_tensors(&self, points: &Tensor) -> Result<Tensor> {
         let (b, n) = check_points(points)?;
         let mut local = points.reshape((b * n, 3))?;
         for l in &self.local {
@@ -280,6 +331,101 @@ impl FusedPointNet {
 
     pub fn config(&self) -> &BackboneConfig {
         &self.cfg
+    }
+}
+
+/// Raw row-major copies of the fused weights for [`FusedPointNet::forward_cpu`].
+#[derive(Debug, Clone)]
+struct CpuPointNet {
+    local: Vec<RawLinear>,
+    global: Vec<RawLinear>,
+    seg0_local: RawLinear,
+    /// `[G, S]` global half of the first segmentation layer (bias and ReLU live in
+    /// `seg0_local`).
+    seg0_global: RawLinear,
+    seg: Vec<RawLinear>,
+    head: RawLinear,
+}
+
+/// Points per tile: 256 x 1024 floats (1 MiB) keeps the widest activation in L2.
+const TILE: usize = 256;
+
+fn seg0_local_global_raw(w: &Tensor) -> Result<RawLinear> {
+    let (k, n) = w.dims2()?;
+    Ok(RawLinear {
+        wt: w.flatten_all()?.to_vec1()?,
+        b: vec![0.0; n],
+        k,
+        n,
+        relu: false,
+    })
+}
+
+impl CpuPointNet {
+    fn max_width(&self) -> usize {
+        let all = self.local.iter().chain(&self.global).chain(&self.seg);
+        all.chain([&self.seg0_local, &self.head]).map(|l| l.n.max(l.k)).max().unwrap_or(3)
+    }
+
+    /// One cloud: `xs` `[n, 3]` -> `out` `[n, D]`.
+    fn cloud(&self, xs: &[f32], out: &mut [f32], n: usize) {
+        let cl = self.seg0_local.k;
+        let (last, rest) = self.global.split_last().expect("validated non-empty");
+        let g = last.n;
+        let width = self.max_width();
+        let mut local = vec![0f32; n * cl];
+
+        // Pass 1: local features (kept) and the column max of the last global layer
+        // before its bias and ReLU (monotone, so they commute with the max).
+        let gmax = local
+            .par_chunks_mut(TILE * cl)
+            .zip(xs.par_chunks(TILE * 3))
+            .map_init(
+                || Scratch::new(TILE * width),
+                |s, (loc, x)| {
+                    let rows = x.len() / 3;
+                    s.input(x.len()).copy_from_slice(x);
+                    let len = s.run(&self.local, rows);
+                    loc.copy_from_slice(&s.split().0[..len]);
+                    let len = s.run(rest, rows);
+                    let (h, z) = s.split();
+                    cpu::matmul(z, &h[..len], &last.wt, rows, last.k, g);
+                    let mut m = vec![f32::NEG_INFINITY; g];
+                    cpu::col_max(&mut m, &z[..rows * g]);
+                    m
+                },
+            )
+            .reduce(
+                || vec![f32::NEG_INFINITY; g],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x = x.max(*y));
+                    a
+                },
+            );
+        let mut global = gmax;
+        cpu::bias_act(&mut global, &last.b, true);
+
+        // Per-cloud bias of the first segmentation layer: b0 + W_g global.
+        let s0 = &self.seg0_local;
+        let mut bias0 = vec![0f32; s0.n];
+        cpu::matmul(&mut bias0, &global, &self.seg0_global.wt, 1, g, s0.n);
+        bias0.iter_mut().zip(&s0.b).for_each(|(x, b)| *x += b);
+
+        // Pass 2: segmentation head per tile, written straight into the output.
+        let d = self.head.n;
+        out.par_chunks_mut(TILE * d)
+            .zip(local.par_chunks(TILE * cl))
+            .for_each_init(
+                || Scratch::new(TILE * width),
+                |s, (o, loc)| {
+                    let rows = loc.len() / cl;
+                    let y = s.input(rows * s0.n);
+                    cpu::matmul(y, loc, &s0.wt, rows, cl, s0.n);
+                    cpu::bias_act(y, &bias0, s0.relu);
+                    let len = s.run(&self.seg, rows);
+                    self.head.forward(o, &s.split().0[..len], rows);
+                },
+            );
     }
 }
 
