@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Activation, PointLinear};
+use super::ops::{add_per_cloud, max_over_points};
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
 
 const LEAKY_SLOPE: f64 = 0.2;
@@ -83,7 +84,7 @@ impl EdgeConv {
             .broadcast_add(&a.unsqueeze(1)?)?
             .reshape((m * k, o))?;
         let h = self.lin.post(&z, train)?;
-        h.reshape((m, k, o))?.max(1)
+        max_over_points(&h.reshape((m, k, o))?) // max over each point's k edges
     }
 }
 
@@ -145,7 +146,7 @@ impl Backbone for Dgcnn {
         let cat = Tensor::cat(&feats, 1)?; // [B*N, sum(edge)]
         let g = self.global.forward_t(&cat, train)?;
         let cg = g.dim(1)?;
-        let global = g.reshape((b, n, cg))?.max(1)?; // [B, G]
+        let global = max_over_points(&g.reshape((b, n, cg))?)?; // [B, G]
 
         // First head layer on [cat, global], the global half once per cloud.
         let h0 = &self.head[0];
@@ -153,11 +154,7 @@ impl Backbone for Dgcnn {
         let w = h0.weight();
         let y_local = cat.matmul(&w.narrow(1, 0, cc)?.t()?)?;
         let y_global = global.matmul(&w.narrow(1, cc, cg)?.t()?)?;
-        let s = y_local.dim(1)?;
-        let y = y_local
-            .reshape((b, n, s))?
-            .broadcast_add(&y_global.unsqueeze(1)?)?
-            .reshape((b * n, s))?;
+        let y = add_per_cloud(&y_local, &y_global)?;
         let mut h = h0.post(&y, train)?;
         for l in &self.head[1..] {
             h = l.forward_t(&h, train)?;

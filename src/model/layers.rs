@@ -64,21 +64,21 @@ impl BatchNorm {
     /// `x`: `[M, C]`. Train mode normalises with the batch statistics (biased variance,
     /// as PyTorch) and moves the running statistics towards them (unbiased variance).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act_t(x, Activation::None, train)
+    }
+
+    /// `act(bn(x))`; in train mode one fused op (see [`super::ops`]).
+    pub fn forward_act_t(&self, x: &Tensor, act: Activation, train: bool) -> Result<Tensor> {
         if !train {
             let (scale, shift) = self.eval_affine()?;
-            return x.broadcast_mul(&scale)?.broadcast_add(&shift);
+            return act.apply(&x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
         }
         let m = x.dim(0)?;
         if m < 2 {
             candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
         }
-        let mean = (x.sum_keepdim(0)? / m as f64)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = (xc.sqr()?.sum_keepdim(0)? / m as f64)?;
-        let inv_std = (var.clone() + self.eps)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&self.weight)?;
-        let y = xc.broadcast_mul(&scale)?.broadcast_add(&self.bias)?;
-        self.update_running(&mean.squeeze(0)?.detach(), &var.squeeze(0)?.detach(), m)?;
+        let (y, mean, var) = super::ops::bn_act_train(x, &self.weight, &self.bias, act, self.eps)?;
+        self.update_running(&mean, &var, m)?;
         Ok(y)
     }
 
@@ -196,11 +196,10 @@ impl PointLinear {
 
     /// Batch norm + activation of an already computed `x W^T`.
     pub fn post(&self, y: &Tensor, train: bool) -> Result<Tensor> {
-        let y = match &self.bn {
-            Some(bn) => bn.forward_t(y, train)?,
-            None => y.clone(),
-        };
-        self.act.apply(&y)
+        match &self.bn {
+            Some(bn) => bn.forward_act_t(y, self.act, train),
+            None => self.act.apply(y),
+        }
     }
 
     /// `x`: `[M, in]` -> `[M, out]`.

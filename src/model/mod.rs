@@ -18,6 +18,7 @@ pub mod bench;
 mod cpu;
 pub mod dgcnn;
 mod layers;
+mod ops;
 pub mod pointnet;
 
 use candle_core::{Result, Tensor};

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::{self, RawLinear, Scratch};
+use super::ops::{add_per_cloud, max_over_points};
 
 use super::layers::{Activation, PointLinear};
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
@@ -183,7 +184,7 @@ impl Backbone for PointNet {
             g = l.forward_t(&g, train)?;
         }
         let cg = g.dim(1)?;
-        let global = g.reshape((b, n, cg))?.max(1)?; // [B, G]
+        let global = max_over_points(&g.reshape((b, n, cg))?)?; // [B, G]
 
         // First segmentation layer on [local, global] = W_l local + (W_g global per cloud).
         let s0 = &self.seg[0];
@@ -191,11 +192,7 @@ impl Backbone for PointNet {
         let w = s0.weight();
         let y_local = local.matmul(&w.narrow(1, 0, cl)?.t()?)?; // [B*N, S]
         let y_global = global.matmul(&w.narrow(1, cl, cg)?.t()?)?; // [B, S]
-        let s = y_local.dim(1)?;
-        let y = y_local
-            .reshape((b, n, s))?
-            .broadcast_add(&y_global.unsqueeze(1)?)?
-            .reshape((b * n, s))?;
+        let y = add_per_cloud(&y_local, &y_global)?;
         let mut x = s0.post(&y, train)?;
         for l in &self.seg[1..] {
             x = l.forward_t(&x, train)?;
