@@ -44,26 +44,110 @@ fn use_fast_path(ts: &[&Tensor]) -> bool {
     ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
-fn act_fwd(act: Activation) -> impl Fn(f32) -> f32 + Sync + Copy {
-    let slope = match act {
+/// Negative-side slope of an activation (1 = identity, 0 = ReLU).
+fn slope(act: Activation) -> f32 {
+    match act {
         Activation::None => 1.0,
         Activation::Relu => 0.0,
         Activation::LeakyRelu(s) => s as f32,
-    };
-    let none = act == Activation::None;
-    move |v: f32| if none || v > 0.0 { v } else { v * slope }
+    }
 }
 
-/// Derivative of the activation from its *output* (`y > 0` iff the input was > 0 for
-/// ReLU and leaky ReLU with a positive slope).
-fn act_bwd(act: Activation) -> impl Fn(f32) -> f32 + Sync + Copy {
-    let slope = match act {
-        Activation::None => 1.0,
-        Activation::Relu => 0.0,
-        Activation::LeakyRelu(s) => s as f32,
+/// Compiles `$body` three times: for AVX-512, for AVX2+FMA and for the baseline target,
+/// and picks one at run time. The crate is built for baseline x86-64 (SSE2) so that the
+/// binary runs anywhere; without this the elementwise kernels would use 4-wide SSE.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v4($($arg: $ty),*) { imp($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features v4 was compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above, for v3.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
     };
-    let none = act == Activation::None;
-    move |y: f32| if none || y > 0.0 { 1.0 } else { slope }
+}
+
+multiversion! {
+    /// Column sums of `x - shift` and of its square over the rows of `xs` (f32: a chunk is
+    /// short and shifted by a sample of the data, so there is no cancellation to fear).
+    fn shifted_sums(xs: &[f32], shift: &[f32], s: &mut [f32], q: &mut [f32]) {
+        for row in xs.chunks_exact(shift.len()) {
+            for (((s, q), &v), &sh) in s.iter_mut().zip(q.iter_mut()).zip(row).zip(shift) {
+                let d = v - sh;
+                *s += d;
+                *q += d * d;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out = act(x * scale + shift)` row by row.
+    fn affine_act(out: &mut [std::mem::MaybeUninit<f32>], xs: &[f32], scale: &[f32], shift: &[f32], slope: f32) {
+        let c = scale.len();
+        for (orow, xrow) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+            for (((o, &v), &a), &b) in orow.iter_mut().zip(xrow).zip(scale).zip(shift) {
+                let z = v * a + b;
+                o.write(if z > 0.0 { z } else { z * slope });
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Batch-norm backward, pass 1: column sums of `g` and `g * (x - mean)`,
+    /// `g = dy * act'(y)`.
+    fn bn_bwd_sums(dy: &[f32], x: &[f32], y: &[f32], mean: &[f32], slope: f32, sg: &mut [f32], sgx: &mut [f32]) {
+        let c = mean.len();
+        for ((dr, xr), yr) in dy.chunks_exact(c).zip(x.chunks_exact(c)).zip(y.chunks_exact(c)) {
+            for (((((sg, sgx), &d), &xv), &yv), &mu) in
+                sg.iter_mut().zip(sgx.iter_mut()).zip(dr).zip(xr).zip(yr).zip(mean)
+            {
+                let g = if yv > 0.0 { d } else { d * slope };
+                *sg += g;
+                *sgx += g * (xv - mu);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Batch-norm backward, pass 2: `dx = k (g - mg - (x - mean) q)`.
+    fn bn_bwd_dx(
+        out: &mut [std::mem::MaybeUninit<f32>],
+        dy: &[f32],
+        x: &[f32],
+        y: &[f32],
+        coef: &[[f32; 4]],
+        slope: f32,
+    ) {
+        let c = coef.len();
+        for (((or, dr), xr), yr) in out.chunks_exact_mut(c).zip(dy.chunks_exact(c)).zip(x.chunks_exact(c)).zip(y.chunks_exact(c)) {
+            for ((((o, &d), &xv), &yv), &[k, mg, mu, q]) in or.iter_mut().zip(dr).zip(xr).zip(yr).zip(coef) {
+                let g = if yv > 0.0 { d } else { d * slope };
+                o.write(k * (g - mg - (xv - mu) * q));
+            }
+        }
+    }
 }
 
 /// Batch statistics saved by the forward pass for the backward pass and running stats.
@@ -100,21 +184,23 @@ impl CustomOp3 for BnAct {
         let gamma = f32_slice(s2, l2, "bn gamma")?;
         let beta = f32_slice(s3, l3, "bn beta")?;
         let (m, c) = l1.shape().dims2()?;
-        // Column sums and sums of squares in f64 (E[x^2] - E[x]^2 then loses nothing).
+        // Column sums of (x - x[0]) and its square: f32 per chunk, f64 across chunks.
+        let shift = &x[..c];
         let (sum, sq) = x
             .par_chunks(ROWS * c)
             .map(|xs| {
-                let mut s = vec![0f64; c];
-                let mut q = vec![0f64; c];
-                for row in xs.chunks_exact(c) {
-                    for ((s, q), &v) in s.iter_mut().zip(q.iter_mut()).zip(row) {
-                        let v = v as f64;
-                        *s += v;
-                        *q += v * v;
-                    }
-                }
+                let (mut s, mut q) = (vec![0f32; c], vec![0f32; c]);
+                shifted_sums(xs, shift, &mut s, &mut q);
                 (s, q)
             })
+            .fold(
+                || (vec![0f64; c], vec![0f64; c]),
+                |(mut s, mut q), (s2, q2)| {
+                    s.iter_mut().zip(&s2).for_each(|(a, &b)| *a += b as f64);
+                    q.iter_mut().zip(&q2).for_each(|(a, &b)| *a += b as f64);
+                    (s, q)
+                },
+            )
             .reduce(
                 || (vec![0f64; c], vec![0f64; c]),
                 |(mut s, mut q), (s2, q2)| {
@@ -124,21 +210,18 @@ impl CustomOp3 for BnAct {
                 },
             );
         let mf = m as f64;
-        let mean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
-        let var: Vec<f64> = sq.iter().zip(&mean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
+        let dmean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
+        let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
+        let mean: Vec<f64> = dmean.iter().zip(shift).map(|(d, &s)| d + s as f64).collect();
         let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
-        let shift: Vec<f32> = (0..c)
+        let shift_out: Vec<f32> = (0..c)
             .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
             .collect();
-        let f = act_fwd(self.act);
+        let sl = slope(self.act);
         let y = par_fill(m * c, ROWS * c, |i, out| {
-            let xs = &x[i * ROWS * c..i * ROWS * c + out.len()];
-            for (orow, xrow) in out.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
-                for (((o, &v), &a), &b) in orow.iter_mut().zip(xrow).zip(&scale).zip(&shift) {
-                    o.write(f(v * a + b));
-                }
-            }
+            let off = i * ROWS * c;
+            affine_act(out, &x[off..off + out.len()], &scale, &shift_out, sl);
         });
         *self.stats.lock().unwrap() = BnStats {
             mean: mean.iter().map(|&v| v as f32).collect(),
@@ -196,24 +279,25 @@ impl CustomOp3 for BnActBwd {
         let (m, c) = l2.shape().dims2()?;
         let st = self.stats.lock().unwrap();
         let (mean, istd) = (&st.mean, &st.istd);
-        let d = act_bwd(self.act);
+        let sl = slope(self.act);
         // Pass 1: sum(g) and sum(g * (x - mean)) with g = dy * act'(y).
         let (sg, sgx) = dy
             .par_chunks(ROWS * c)
             .zip(x.par_chunks(ROWS * c))
             .zip(y.par_chunks(ROWS * c))
             .map(|((dys, xs), ys)| {
-                let mut sg = vec![0f64; c];
-                let mut sgx = vec![0f64; c];
-                for ((dr, xr), yr) in dys.chunks_exact(c).zip(xs.chunks_exact(c)).zip(ys.chunks_exact(c)) {
-                    for j in 0..c {
-                        let g = dr[j] * d(yr[j]);
-                        sg[j] += g as f64;
-                        sgx[j] += (g * (xr[j] - mean[j])) as f64;
-                    }
-                }
+                let (mut sg, mut sgx) = (vec![0f32; c], vec![0f32; c]);
+                bn_bwd_sums(dys, xs, ys, mean, sl, &mut sg, &mut sgx);
                 (sg, sgx)
             })
+            .fold(
+                || (vec![0f64; c], vec![0f64; c]),
+                |(mut a, mut b), (a2, b2)| {
+                    a.iter_mut().zip(&a2).for_each(|(u, &v)| *u += v as f64);
+                    b.iter_mut().zip(&b2).for_each(|(u, &v)| *u += v as f64);
+                    (a, b)
+                },
+            )
             .reduce(
                 || (vec![0f64; c], vec![0f64; c]),
                 |(mut a, mut b), (a2, b2)| {
@@ -223,23 +307,17 @@ impl CustomOp3 for BnActBwd {
                 },
             );
         let mf = m as f32;
-        // dbeta = sum g, dgamma = sum g * xhat; dx = gamma istd (g - dbeta/m - xhat dgamma/m).
+        // dbeta = sum g, dgamma = sum g * xhat; dx = gamma istd (g - dbeta/m - xhat dgamma/m),
+        // with xhat dgamma / m = (x - mean) (istd dgamma / m).
         let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
         let dgamma: Vec<f32> = sgx.iter().zip(istd).map(|(&v, &i)| v as f32 * i).collect();
-        let k: Vec<f32> = (0..c).map(|j| st.gamma[j] * istd[j]).collect();
-        let mg: Vec<f32> = dbeta.iter().map(|v| v / mf).collect();
-        // xhat * dgamma / m = (x - mean) * (istd * dgamma / m)
-        let q: Vec<f32> = (0..c).map(|j| istd[j] * dgamma[j] / mf).collect();
+        let coef: Vec<[f32; 4]> = (0..c)
+            .map(|j| [st.gamma[j] * istd[j], dbeta[j] / mf, mean[j], istd[j] * dgamma[j] / mf])
+            .collect();
         let mut out = par_fill(m * c, ROWS * c, |i, o| {
             let off = i * ROWS * c;
             let n = o.len();
-            let (dys, xs, ys) = (&dy[off..off + n], &x[off..off + n], &y[off..off + n]);
-            for (((or, dr), xr), yr) in o.chunks_exact_mut(c).zip(dys.chunks_exact(c)).zip(xs.chunks_exact(c)).zip(ys.chunks_exact(c)) {
-                for j in 0..c {
-                    let g = dr[j] * d(yr[j]);
-                    or[j].write(k[j] * (g - mg[j] - (xr[j] - mean[j]) * q[j]));
-                }
-            }
+            bn_bwd_dx(o, &dy[off..off + n], &x[off..off + n], &y[off..off + n], &coef, sl);
         });
         out.extend_from_slice(&dgamma);
         out.extend_from_slice(&dbeta);
