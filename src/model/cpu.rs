@@ -118,3 +118,45 @@ impl Scratch {
         (&self.a, &mut self.b)
     }
 }
+
+/// `dst[m, n] (+)= lhs[m, k] rhs[k, n]` with explicit element strides (`*_cs`: along a
+/// row, `*_rs`: between rows), single-threaded. `accumulate` adds to `dst` instead of
+/// overwriting it (then `dst` must be initialised; otherwise it is only written).
+///
+/// # Safety
+/// Every pointer must be valid for the extents implied by the sizes and strides, and
+/// `dst` must not overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    (lhs, lhs_cs, lhs_rs): (*const f32, usize, usize),
+    (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        if accumulate { 1.0 } else { 0.0 },
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}

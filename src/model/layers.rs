@@ -82,6 +82,17 @@ impl BatchNorm {
         Ok(y)
     }
 
+    /// Train-mode `act(bn(x w^T))` as one fused op, updating the running statistics.
+    pub(crate) fn linear_act_train(&self, x: &Tensor, w: &Tensor, act: Activation) -> Result<Tensor> {
+        let m = x.dim(0)?;
+        if m < 2 {
+            candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
+        }
+        let (y, mean, var) = super::ops::linear_bn_act_train(x, w, &self.weight, &self.bias, act, self.eps)?;
+        self.update_running(&mean, &var, m)?;
+        Ok(y)
+    }
+
     /// Exponential moving average of the batch statistics (PyTorch's convention).
     pub(crate) fn update_running(&self, mean: &Tensor, var: &Tensor, m: usize) -> Result<()> {
         let mo = self.momentum;
@@ -202,9 +213,13 @@ impl PointLinear {
         }
     }
 
-    /// `x`: `[M, in]` -> `[M, out]`.
+    /// `x`: `[M, in]` -> `[M, out]`. In train mode with batch norm this is one fused
+    /// graph node (see [`super::ops`]).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.post(&self.linear(x)?, train)
+        match (&self.bn, &self.bias, train) {
+            (Some(bn), None, true) => bn.linear_act_train(x, &self.weight, self.act),
+            _ => self.post(&self.linear(x)?, train),
+        }
     }
 
     /// The eval-mode layer as `y = act(x Wf + bf)` with `Wf`: `[in, out]` contiguous

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu::gemm_raw;
 use super::layers::Activation;
 
 /// Rows per parallel work item: small enough for both cores to get several, large enough
@@ -160,6 +161,89 @@ struct BnStats {
     gamma: Vec<f32>,
 }
 
+/// Sums per-chunk f32 column partials in f64.
+fn sum_partials(parts: impl ParallelIterator<Item = (Vec<f32>, Vec<f32>)>, c: usize) -> (Vec<f64>, Vec<f64>) {
+    parts
+        .fold(
+            || (vec![0f64; c], vec![0f64; c]),
+            |(mut s, mut q), (s2, q2)| {
+                s.iter_mut().zip(&s2).for_each(|(a, &b)| *a += b as f64);
+                q.iter_mut().zip(&q2).for_each(|(a, &b)| *a += b as f64);
+                (s, q)
+            },
+        )
+        .reduce(
+            || (vec![0f64; c], vec![0f64; c]),
+            |(mut s, mut q), (s2, q2)| {
+                s.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
+                q.iter_mut().zip(&q2).for_each(|(a, b)| *a += b);
+                (s, q)
+            },
+        )
+}
+
+/// Train-mode batch norm + activation of `x` `[m, c]` (row-major slice): the output and
+/// the statistics the backward pass needs.
+fn bn_forward(x: &[f32], m: usize, c: usize, gamma: &[f32], beta: &[f32], act: Activation, eps: f64) -> (Vec<f32>, BnStats) {
+    // Column sums of (x - x[0]) and its square: f32 per chunk, f64 across chunks.
+    let shift = &x[..c];
+    let parts = x.par_chunks(ROWS * c).map(|xs| {
+        let (mut s, mut q) = (vec![0f32; c], vec![0f32; c]);
+        shifted_sums(xs, shift, &mut s, &mut q);
+        (s, q)
+    });
+    let (sum, sq) = sum_partials(parts, c);
+    let mf = m as f64;
+    let dmean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
+    let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
+    let mean: Vec<f64> = dmean.iter().zip(shift).map(|(d, &s)| d + s as f64).collect();
+    let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
+    let shift_out: Vec<f32> = (0..c)
+        .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
+        .collect();
+    let sl = slope(act);
+    let y = par_fill(m * c, ROWS * c, |i, out| {
+        let off = i * ROWS * c;
+        affine_act(out, &x[off..off + out.len()], &scale, &shift_out, sl);
+    });
+    let stats = BnStats {
+        mean: mean.iter().map(|&v| v as f32).collect(),
+        var: var.iter().map(|&v| v as f32).collect(),
+        istd: istd.iter().map(|&v| v as f32).collect(),
+        gamma: gamma.to_vec(),
+    };
+    (y, stats)
+}
+
+/// Batch-norm backward, reductions: `(dgamma, dbeta, coef)`, where `coef[j]` holds what
+/// [`bn_bwd_dx`] needs per channel. `x` is the batch norm's input, `y` its output.
+fn bn_backward_coefs(dy: &[f32], x: &[f32], y: &[f32], c: usize, st: &BnStats, act: Activation) -> (Vec<f32>, Vec<f32>, Vec<[f32; 4]>) {
+    let m = x.len() / c;
+    let (mean, istd) = (&st.mean, &st.istd);
+    let sl = slope(act);
+    // sum(g) and sum(g * (x - mean)) with g = dy * act'(y).
+    let parts = dy
+        .par_chunks(ROWS * c)
+        .zip(x.par_chunks(ROWS * c))
+        .zip(y.par_chunks(ROWS * c))
+        .map(|((dys, xs), ys)| {
+            let (mut sg, mut sgx) = (vec![0f32; c], vec![0f32; c]);
+            bn_bwd_sums(dys, xs, ys, mean, sl, &mut sg, &mut sgx);
+            (sg, sgx)
+        });
+    let (sg, sgx) = sum_partials(parts, c);
+    let mf = m as f32;
+    // dbeta = sum g, dgamma = sum g * xhat; dx = gamma istd (g - dbeta/m - xhat dgamma/m),
+    // with xhat dgamma / m = (x - mean) (istd dgamma / m).
+    let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
+    let dgamma: Vec<f32> = sgx.iter().zip(istd).map(|(&v, &i)| v as f32 * i).collect();
+    let coef: Vec<[f32; 4]> = (0..c)
+        .map(|j| [st.gamma[j] * istd[j], dbeta[j] / mf, mean[j], istd[j] * dgamma[j] / mf])
+        .collect();
+    (dgamma, dbeta, coef)
+}
+
 struct BnAct {
     act: Activation,
     eps: f64,
@@ -184,51 +268,8 @@ impl CustomOp3 for BnAct {
         let gamma = f32_slice(s2, l2, "bn gamma")?;
         let beta = f32_slice(s3, l3, "bn beta")?;
         let (m, c) = l1.shape().dims2()?;
-        // Column sums of (x - x[0]) and its square: f32 per chunk, f64 across chunks.
-        let shift = &x[..c];
-        let (sum, sq) = x
-            .par_chunks(ROWS * c)
-            .map(|xs| {
-                let (mut s, mut q) = (vec![0f32; c], vec![0f32; c]);
-                shifted_sums(xs, shift, &mut s, &mut q);
-                (s, q)
-            })
-            .fold(
-                || (vec![0f64; c], vec![0f64; c]),
-                |(mut s, mut q), (s2, q2)| {
-                    s.iter_mut().zip(&s2).for_each(|(a, &b)| *a += b as f64);
-                    q.iter_mut().zip(&q2).for_each(|(a, &b)| *a += b as f64);
-                    (s, q)
-                },
-            )
-            .reduce(
-                || (vec![0f64; c], vec![0f64; c]),
-                |(mut s, mut q), (s2, q2)| {
-                    s.iter_mut().zip(&s2).for_each(|(a, b)| *a += b);
-                    q.iter_mut().zip(&q2).for_each(|(a, b)| *a += b);
-                    (s, q)
-                },
-            );
-        let mf = m as f64;
-        let dmean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
-        let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
-        let mean: Vec<f64> = dmean.iter().zip(shift).map(|(d, &s)| d + s as f64).collect();
-        let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
-        let shift_out: Vec<f32> = (0..c)
-            .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
-            .collect();
-        let sl = slope(self.act);
-        let y = par_fill(m * c, ROWS * c, |i, out| {
-            let off = i * ROWS * c;
-            affine_act(out, &x[off..off + out.len()], &scale, &shift_out, sl);
-        });
-        *self.stats.lock().unwrap() = BnStats {
-            mean: mean.iter().map(|&v| v as f32).collect(),
-            var: var.iter().map(|&v| v as f32).collect(),
-            istd: istd.iter().map(|&v| v as f32).collect(),
-            gamma: gamma.to_vec(),
-        };
+        let (y, stats) = bn_forward(x, m, c, gamma, beta, self.act, self.eps);
+        *self.stats.lock().unwrap() = stats;
         Ok((CpuStorage::F32(y), Shape::from((m, c))))
     }
 
@@ -240,28 +281,62 @@ impl CustomOp3 for BnAct {
         y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let m = x.dim(0)?;
-        let op = BnActBwd {
-            act: self.act,
-            stats: self.stats.clone(),
-        };
-        let packed = dy.contiguous()?.apply_op3_no_bwd(x, y, &op)?; // [m + 2, c]
-        let dx = packed.narrow(0, 0, m)?;
-        let dgamma = packed.get(m)?;
-        let dbeta = packed.get(m + 1)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        let (m, c) = x.dims2()?;
+        let dy = dy.contiguous()?;
+        let (dx, dgamma, dbeta) = with_f32(&[&dy, x, y], |s| {
+            let st = self.stats.lock().unwrap();
+            let (dgamma, dbeta, coef) = bn_backward_coefs(s[0], s[1], s[2], c, &st, self.act);
+            let sl = slope(self.act);
+            let dx = par_fill(m * c, ROWS * c, |i, o| {
+                let (off, n) = (i * ROWS * c, o.len());
+                bn_bwd_dx(o, &s[0][off..off + n], &s[1][off..off + n], &s[2][off..off + n], &coef, sl);
+            });
+            Ok((dx, dgamma, dbeta))
+        })?;
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (m, c), dev)?),
+            Some(Tensor::from_vec(dgamma, c, dev)?),
+            Some(Tensor::from_vec(dbeta, c, dev)?),
+        ))
     }
 }
 
-/// Backward of [`BnAct`]: `[dx; dgamma; dbeta]` as one `[m + 2, c]` tensor.
-struct BnActBwd {
-    act: Activation,
-    stats: Arc<Mutex<BnStats>>,
+/// Runs `f` on the f32 data of contiguous CPU tensors (read locks held meanwhile).
+fn with_f32<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(ts.len());
+    for (storage, layout) in &guards {
+        match &**storage {
+            candle_core::Storage::Cpu(s) => slices.push(f32_slice(s, layout, "backward input")?),
+            _ => candle_core::bail!("fused backward: expected CPU tensors"),
+        }
+    }
+    f(&slices)
 }
 
-impl CustomOp3 for BnActBwd {
+/// What the fused linear layer keeps for its backward pass.
+#[derive(Debug, Default)]
+struct LinearState {
+    /// Pre-normalisation activations `x w^T`, `[m, out]`.
+    z: Vec<f32>,
+    stats: BnStats,
+}
+
+/// `act(bn(x w^T))` as one graph node: one gemm and two passes forward; backward computes
+/// `dz` a row chunk at a time and feeds it straight into the `dx` and `dw` gemms while it
+/// is in cache, so neither `dz` nor candle's per-node zero-filled gradient buffers for
+/// `x w^T` ever exist. Each row chunk's `dw` contribution is accumulated per thread
+/// (split-k), which also keeps the `[out, in]`-sized, `m`-deep product parallel.
+struct LinearBnAct {
+    act: Activation,
+    eps: f64,
+    state: Arc<Mutex<LinearState>>,
+}
+
+impl CustomOp3 for LinearBnAct {
     fn name(&self) -> &'static str {
-        "bn-act-train-bwd"
+        "linear-bn-act-train"
     }
 
     fn cpu_fwd(
@@ -273,56 +348,132 @@ impl CustomOp3 for BnActBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dy = f32_slice(s1, l1, "bn dy")?;
-        let x = f32_slice(s2, l2, "bn x")?;
-        let y = f32_slice(s3, l3, "bn y")?;
-        let (m, c) = l2.shape().dims2()?;
-        let st = self.stats.lock().unwrap();
-        let (mean, istd) = (&st.mean, &st.istd);
-        let sl = slope(self.act);
-        // Pass 1: sum(g) and sum(g * (x - mean)) with g = dy * act'(y).
-        let (sg, sgx) = dy
-            .par_chunks(ROWS * c)
-            .zip(x.par_chunks(ROWS * c))
-            .zip(y.par_chunks(ROWS * c))
-            .map(|((dys, xs), ys)| {
-                let (mut sg, mut sgx) = (vec![0f32; c], vec![0f32; c]);
-                bn_bwd_sums(dys, xs, ys, mean, sl, &mut sg, &mut sgx);
-                (sg, sgx)
-            })
-            .fold(
-                || (vec![0f64; c], vec![0f64; c]),
-                |(mut a, mut b), (a2, b2)| {
-                    a.iter_mut().zip(&a2).for_each(|(u, &v)| *u += v as f64);
-                    b.iter_mut().zip(&b2).for_each(|(u, &v)| *u += v as f64);
-                    (a, b)
-                },
-            )
-            .reduce(
-                || (vec![0f64; c], vec![0f64; c]),
-                |(mut a, mut b), (a2, b2)| {
-                    a.iter_mut().zip(&a2).for_each(|(u, v)| *u += v);
-                    b.iter_mut().zip(&b2).for_each(|(u, v)| *u += v);
-                    (a, b)
-                },
-            );
-        let mf = m as f32;
-        // dbeta = sum g, dgamma = sum g * xhat; dx = gamma istd (g - dbeta/m - xhat dgamma/m),
-        // with xhat dgamma / m = (x - mean) (istd dgamma / m).
-        let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
-        let dgamma: Vec<f32> = sgx.iter().zip(istd).map(|(&v, &i)| v as f32 * i).collect();
-        let coef: Vec<[f32; 4]> = (0..c)
-            .map(|j| [st.gamma[j] * istd[j], dbeta[j] / mf, mean[j], istd[j] * dgamma[j] / mf])
-            .collect();
-        let mut out = par_fill(m * c, ROWS * c, |i, o| {
-            let off = i * ROWS * c;
-            let n = o.len();
-            bn_bwd_dx(o, &dy[off..off + n], &x[off..off + n], &y[off..off + n], &coef, sl);
+        let x = f32_slice(s1, l1, "linear x")?;
+        let w = f32_slice(s2, l2, "linear w")?;
+        let gb = f32_slice(s3, l3, "linear gamma/beta")?;
+        let (m, cin) = l1.shape().dims2()?;
+        let (cout, win) = l2.shape().dims2()?;
+        if win != cin || gb.len() != 2 * cout {
+            candle_core::bail!("linear-bn-act: x {m}x{cin}, w {cout}x{win}, gamma/beta {}", gb.len());
+        }
+        let z = par_fill(m * cout, ROWS * cout, |i, out| {
+            let rows = out.len() / cout;
+            let xs = &x[i * ROWS * cin..][..rows * cin];
+            // SAFETY: out is rows x cout, xs rows x cin, w is cout x cin read transposed.
+            unsafe {
+                gemm_raw((rows, cout, cin), out.as_mut_ptr().cast(), cout, false, (xs.as_ptr(), 1, cin), (w.as_ptr(), cin, 1))
+            }
         });
-        out.extend_from_slice(&dgamma);
-        out.extend_from_slice(&dbeta);
-        Ok((CpuStorage::F32(out), Shape::from((m + 2, c))))
+        let (y, stats) = bn_forward(&z, m, cout, &gb[..cout], &gb[cout..], self.act, self.eps);
+        *self.state.lock().unwrap() = LinearState { z, stats };
+        Ok((CpuStorage::F32(y), Shape::from((m, cout))))
     }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _gb: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (m, cin) = x.dims2()?;
+        let cout = w.dim(0)?;
+        let need_dx = x.track_op();
+        let dy = dy.contiguous()?;
+        let (dx, dw, dgb) = with_f32(&[&dy, x, w, y], |s| {
+            let (dy, x, w, y) = (s[0], s[1], s[2], s[3]);
+            let st = self.state.lock().unwrap();
+            let z = &st.z;
+            let (dgamma, dbeta, coef) = bn_backward_coefs(dy, z, y, cout, &st.stats, self.act);
+            let sl = slope(self.act);
+            let mut dx = Vec::with_capacity(if need_dx { m * cin } else { 0 });
+            let n_chunks = m.div_ceil(ROWS);
+            let dx_ptr = SendPtr(dx.as_mut_ptr());
+            let dw = (0..n_chunks)
+                .into_par_iter()
+                .fold(
+                    || (vec![0f32; cout * cin], vec![std::mem::MaybeUninit::<f32>::uninit(); ROWS * cout]),
+                    |(mut dw, mut dz), i| {
+                        let r0 = i * ROWS;
+                        let rows = ROWS.min(m - r0);
+                        let (a, b) = (r0 * cout, (r0 + rows) * cout);
+                        bn_bwd_dx(&mut dz[..rows * cout], &dy[a..b], &z[a..b], &y[a..b], &coef, sl);
+                        let dzp: *const f32 = dz.as_ptr().cast();
+                        let xs = &x[r0 * cin..(r0 + rows) * cin];
+                        // SAFETY: dz holds rows x cout initialised values (written just
+                        // above); w is cout x cin; dx has capacity m x cin and chunk i
+                        // writes only its own rows; dw is cout x cin.
+                        unsafe {
+                            if need_dx {
+                                let dst = dx_ptr.get().add(r0 * cin);
+                                gemm_raw((rows, cin, cout), dst, cin, false, (dzp, 1, cout), (w.as_ptr(), 1, cin));
+                            }
+                            gemm_raw((cout, cin, rows), dw.as_mut_ptr(), cin, true, (dzp, cout, 1), (xs.as_ptr(), 1, cin));
+                        }
+                        (dw, dz)
+                    },
+                )
+                .map(|(dw, _)| dw)
+                .reduce(
+                    || vec![0f32; cout * cin],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+                        a
+                    },
+                );
+            if need_dx {
+                // SAFETY: the chunks above wrote every row of dx.
+                unsafe { dx.set_len(m * cin) };
+            }
+            let mut dgb = dgamma;
+            dgb.extend_from_slice(&dbeta);
+            Ok((need_dx.then_some(dx), dw, dgb))
+        })?;
+        let dev = x.device();
+        let dx = dx.map(|dx| Tensor::from_vec(dx, (m, cin), dev)).transpose()?;
+        Ok((dx, Some(Tensor::from_vec(dw, (cout, cin), dev)?), Some(Tensor::from_vec(dgb, 2 * cout, dev)?)))
+    }
+}
+
+/// A raw pointer that may cross to rayon workers (each writes a disjoint range).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only for disjoint writes from parallel chunks, joined before use.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Train-mode `act(bn(x w^T))` for `x` `[M, in]`, `w` `[out, in]`; returns the output and
+/// the batch mean and biased variance for the running statistics.
+pub(crate) fn linear_bn_act_train(
+    x: &Tensor,
+    w: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    act: Activation,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if !use_fast_path(&[x, w, gamma, beta]) {
+        return bn_act_train(&x.matmul(&w.t()?)?, gamma, beta, act, eps);
+    }
+    let state = Arc::new(Mutex::new(LinearState::default()));
+    let op = LinearBnAct {
+        act,
+        eps,
+        state: state.clone(),
+    };
+    let gb = Tensor::cat(&[gamma, beta], 0)?;
+    let y = x.contiguous()?.apply_op3(&w.contiguous()?, &gb, op)?;
+    let st = state.lock().unwrap();
+    let c = st.stats.mean.len();
+    let mean = Tensor::from_slice(&st.stats.mean, c, x.device())?;
+    let var = Tensor::from_slice(&st.stats.var, c, x.device())?;
+    Ok((y, mean, var))
 }
 
 /// Train-mode batch norm over the rows of `x` `[M, C]` followed by `act`. Returns the
@@ -552,6 +703,41 @@ mod tests {
             for (a, b) in g1.iter().zip(&g2) {
                 let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
                 assert!(max_diff(a, b) < 1e-3 * scale.max(1.0), "{act:?} grad {}", max_diff(a, b));
+            }
+        }
+    }
+
+    /// Fused linear + batch norm + activation: same values and gradients as matmul + the
+    /// candle-op batch norm, for a row count that is not a multiple of the chunk size.
+    #[test]
+    fn fused_linear_bn_act_matches_generic_values_and_grads() {
+        for act in [Activation::Relu, Activation::LeakyRelu(0.2)] {
+            let (m, cin, cout) = (700, 19, 45);
+            let x = Var::from_tensor(&rand(&[m, cin], 1.0)).unwrap();
+            let w = Var::from_tensor(&(rand(&[cout, cin], 0.0) * 0.3).unwrap()).unwrap();
+            let gamma = Var::from_tensor(&rand(&[cout], 0.5)).unwrap();
+            let beta = Var::from_tensor(&rand(&[cout], 0.0)).unwrap();
+            let wy = rand(&[m, cout], 0.0);
+            let vars = [&x, &w, &gamma, &beta];
+            let run = |fast: bool| {
+                let (y, mean, var) = if fast {
+                    linear_bn_act_train(x.as_tensor(), w.as_tensor(), gamma.as_tensor(), beta.as_tensor(), act, 1e-5)
+                } else {
+                    let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+                    bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5)
+                }
+                .unwrap();
+                let g = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();
+                let grads: Vec<Tensor> = vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()).collect();
+                (y, mean, var, grads)
+            };
+            let (y1, m1, v1, g1) = run(true);
+            let (y2, m2, v2, g2) = run(false);
+            assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
+            assert!(max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3, "{act:?} stats");
+            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+                let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                assert!(max_diff(a, b) < 1e-3 * scale.max(1.0), "{act:?} grad {i}: {}", max_diff(a, b));
             }
         }
     }
