@@ -144,9 +144,8 @@ impl Backbone for Dgcnn {
             feats.push(x.clone());
         }
         let cat = Tensor::cat(&feats, 1)?; // [B*N, sum(edge)]
-        let g = self.global.forward_t(&cat, train)?;
-        let cg = g.dim(1)?;
-        let global = max_over_points(&g.reshape((b, n, cg))?)?; // [B, G]
+        let global = self.global.forward_max_t(&cat, n, train)?; // [B, G]
+        let cg = global.dim(1)?;
 
         // First head layer on [cat, global], the global half once per cloud.
         let h0 = &self.head[0];

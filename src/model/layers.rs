@@ -93,6 +93,17 @@ impl BatchNorm {
         Ok(y)
     }
 
+    /// Train-mode `max over each cloud's n points of act(bn(x w^T))` as one fused op.
+    pub(crate) fn linear_act_max_train(&self, x: &Tensor, w: &Tensor, act: Activation, n: usize) -> Result<Tensor> {
+        let m = x.dim(0)?;
+        if m < 2 {
+            candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
+        }
+        let (y, mean, var) = super::ops::linear_bn_act_max_train(x, w, &self.weight, &self.bias, act, self.eps, n)?;
+        self.update_running(&mean, &var, m)?;
+        Ok(y)
+    }
+
     /// Exponential moving average of the batch statistics (PyTorch's convention).
     pub(crate) fn update_running(&self, mean: &Tensor, var: &Tensor, m: usize) -> Result<()> {
         let mo = self.momentum;
@@ -202,6 +213,20 @@ impl PointLinear {
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
+        }
+    }
+
+    /// `x` `[B*N, in]` -> max over each cloud's `n` points of this layer's output,
+    /// `[B, out]` (a global feature). Train mode with batch norm is one fused op that never
+    /// stores the per-point output.
+    pub fn forward_max_t(&self, x: &Tensor, n: usize, train: bool) -> Result<Tensor> {
+        match (&self.bn, &self.bias, train) {
+            (Some(bn), None, true) => bn.linear_act_max_train(x, &self.weight, self.act, n),
+            _ => {
+                let y = self.forward_t(x, train)?;
+                let (m, c) = y.dims2()?;
+                super::ops::max_over_points(&y.reshape((m / n, n, c))?)
+            }
         }
     }
 

@@ -185,19 +185,7 @@ fn sum_partials(parts: impl ParallelIterator<Item = (Vec<f32>, Vec<f32>)>, c: us
 /// Train-mode batch norm + activation of `x` `[m, c]` (row-major slice): the output and
 /// the statistics the backward pass needs.
 fn bn_forward(x: &[f32], m: usize, c: usize, gamma: &[f32], beta: &[f32], act: Activation, eps: f64) -> (Vec<f32>, BnStats) {
-    // Column sums of (x - x[0]) and its square: f32 per chunk, f64 across chunks.
-    let shift = &x[..c];
-    let parts = x.par_chunks(ROWS * c).map(|xs| {
-        let (mut s, mut q) = (vec![0f32; c], vec![0f32; c]);
-        shifted_sums(xs, shift, &mut s, &mut q);
-        (s, q)
-    });
-    let (sum, sq) = sum_partials(parts, c);
-    let mf = m as f64;
-    let dmean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
-    let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
-    let mean: Vec<f64> = dmean.iter().zip(shift).map(|(d, &s)| d + s as f64).collect();
-    let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let (mean, var, istd) = bn_moments(x, m, c, eps);
     let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
     let shift_out: Vec<f32> = (0..c)
         .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
@@ -214,6 +202,24 @@ fn bn_forward(x: &[f32], m: usize, c: usize, gamma: &[f32], beta: &[f32], act: A
         gamma: gamma.to_vec(),
     };
     (y, stats)
+}
+
+/// Column mean, biased variance and `1 / sqrt(var + eps)` of `x` `[m, c]`, in f64.
+fn bn_moments(x: &[f32], m: usize, c: usize, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    // Column sums of (x - x[0]) and its square: f32 per chunk, f64 across chunks.
+    let shift = &x[..c];
+    let parts = x.par_chunks(ROWS * c).map(|xs| {
+        let (mut s, mut q) = (vec![0f32; c], vec![0f32; c]);
+        shifted_sums(xs, shift, &mut s, &mut q);
+        (s, q)
+    });
+    let (sum, sq) = sum_partials(parts, c);
+    let mf = m as f64;
+    let dmean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
+    let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
+    let mean: Vec<f64> = dmean.iter().zip(shift).map(|(d, &s)| d + s as f64).collect();
+    let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    (mean, var, istd)
 }
 
 /// Batch-norm backward, reductions: `(dgamma, dbeta, coef)`, where `coef[j]` holds what
@@ -315,19 +321,104 @@ fn with_f32<R>(ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result
     f(&slices)
 }
 
-/// What the fused linear layer keeps for its backward pass.
+/// What the fused linear layers keep for their backward pass.
 #[derive(Debug, Default)]
 struct LinearState {
     /// Pre-normalisation activations `x w^T`, `[m, out]`.
     z: Vec<f32>,
     stats: BnStats,
+    /// Pooled variant: winning row (within its cloud) per cloud and channel, `[B, out]`.
+    argmax: Vec<u32>,
 }
 
-/// `act(bn(x w^T))` as one graph node: one gemm and two passes forward; backward computes
-/// `dz` a row chunk at a time and feeds it straight into the `dx` and `dw` gemms while it
-/// is in cache, so neither `dz` nor candle's per-node zero-filled gradient buffers for
-/// `x w^T` ever exist. Each row chunk's `dw` contribution is accumulated per thread
-/// (split-k), which also keeps the `[out, in]`-sized, `m`-deep product parallel.
+/// Checks the fused-linear operand shapes; returns `(m, cin, cout)`.
+fn linear_dims(l1: &Layout, l2: &Layout, gb_len: usize) -> Result<(usize, usize, usize)> {
+    let (m, cin) = l1.shape().dims2()?;
+    let (cout, win) = l2.shape().dims2()?;
+    if win != cin || gb_len != 2 * cout {
+        candle_core::bail!("linear-bn-act: x {m}x{cin}, w {cout}x{win}, gamma/beta {gb_len}");
+    }
+    Ok((m, cin, cout))
+}
+
+/// `z = x w^T` by row chunks in parallel (`x` `[m, cin]`, `w` `[cout, cin]`).
+fn linear_fwd(x: &[f32], w: &[f32], m: usize, cin: usize, cout: usize) -> Vec<f32> {
+    par_fill(m * cout, ROWS * cout, |i, out| {
+        let rows = out.len() / cout;
+        let xs = &x[i * ROWS * cin..][..rows * cin];
+        // SAFETY: out is rows x cout, xs rows x cin, w is cout x cin read transposed.
+        unsafe { gemm_raw((rows, cout, cin), out.as_mut_ptr().cast(), cout, false, (xs.as_ptr(), 1, cin), (w.as_ptr(), cin, 1)) }
+    })
+}
+
+/// Backward of `z = x w^T` given a producer of `dz` row chunks: `dz` is made one chunk at
+/// a time and fed straight into the `dx` and `dw` gemms while it is in cache (it never
+/// exists whole). Each chunk's `dw` share is accumulated per thread (split-k), which keeps
+/// the `[cout, cin]`-sized, `m`-deep product parallel.
+fn linear_bwd(
+    x: &[f32],
+    w: &[f32],
+    (m, cin, cout): (usize, usize, usize),
+    need_dx: bool,
+    dz_chunk: impl Fn(usize, usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let mut dx = Vec::with_capacity(if need_dx { m * cin } else { 0 });
+    let dx_ptr = SendPtr(dx.as_mut_ptr());
+    let dw = (0..m.div_ceil(ROWS))
+        .into_par_iter()
+        .fold(
+            || (vec![0f32; cout * cin], vec![std::mem::MaybeUninit::<f32>::uninit(); ROWS * cout]),
+            |(mut dw, mut dz), i| {
+                let r0 = i * ROWS;
+                let rows = ROWS.min(m - r0);
+                dz_chunk(r0, rows, &mut dz[..rows * cout]);
+                let dzp: *const f32 = dz.as_ptr().cast();
+                let xs = &x[r0 * cin..(r0 + rows) * cin];
+                // SAFETY: dz holds rows x cout values written by dz_chunk; w is cout x cin;
+                // dx has capacity m x cin and chunk i writes only its own rows; dw is
+                // cout x cin.
+                unsafe {
+                    if need_dx {
+                        let dst = dx_ptr.get().add(r0 * cin);
+                        gemm_raw((rows, cin, cout), dst, cin, false, (dzp, 1, cout), (w.as_ptr(), 1, cin));
+                    }
+                    gemm_raw((cout, cin, rows), dw.as_mut_ptr(), cin, true, (dzp, cout, 1), (xs.as_ptr(), 1, cin));
+                }
+                (dw, dz)
+            },
+        )
+        .map(|(dw, _)| dw)
+        .reduce(
+            || vec![0f32; cout * cin],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+                a
+            },
+        );
+    if need_dx {
+        // SAFETY: the chunks above wrote every row of dx.
+        unsafe { dx.set_len(m * cin) };
+    }
+    (need_dx.then_some(dx), dw)
+}
+
+/// Gradient tensors of a fused linear layer from raw vectors.
+fn linear_grads(
+    x: &Tensor,
+    (m, cin, cout): (usize, usize, usize),
+    dx: Option<Vec<f32>>,
+    dw: Vec<f32>,
+    mut dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let dev = x.device();
+    let dx = dx.map(|dx| Tensor::from_vec(dx, (m, cin), dev)).transpose()?;
+    dgamma.extend_from_slice(&dbeta);
+    Ok((dx, Some(Tensor::from_vec(dw, (cout, cin), dev)?), Some(Tensor::from_vec(dgamma, 2 * cout, dev)?)))
+}
+
+/// `act(bn(x w^T))` as one graph node: one gemm and two passes forward, and a backward
+/// that never materialises `dz` nor candle's zero-filled per-node gradient buffers.
 struct LinearBnAct {
     act: Activation,
     eps: f64,
@@ -351,21 +442,14 @@ impl CustomOp3 for LinearBnAct {
         let x = f32_slice(s1, l1, "linear x")?;
         let w = f32_slice(s2, l2, "linear w")?;
         let gb = f32_slice(s3, l3, "linear gamma/beta")?;
-        let (m, cin) = l1.shape().dims2()?;
-        let (cout, win) = l2.shape().dims2()?;
-        if win != cin || gb.len() != 2 * cout {
-            candle_core::bail!("linear-bn-act: x {m}x{cin}, w {cout}x{win}, gamma/beta {}", gb.len());
-        }
-        let z = par_fill(m * cout, ROWS * cout, |i, out| {
-            let rows = out.len() / cout;
-            let xs = &x[i * ROWS * cin..][..rows * cin];
-            // SAFETY: out is rows x cout, xs rows x cin, w is cout x cin read transposed.
-            unsafe {
-                gemm_raw((rows, cout, cin), out.as_mut_ptr().cast(), cout, false, (xs.as_ptr(), 1, cin), (w.as_ptr(), cin, 1))
-            }
-        });
+        let (m, cin, cout) = linear_dims(l1, l2, gb.len())?;
+        let z = linear_fwd(x, w, m, cin, cout);
         let (y, stats) = bn_forward(&z, m, cout, &gb[..cout], &gb[cout..], self.act, self.eps);
-        *self.state.lock().unwrap() = LinearState { z, stats };
+        *self.state.lock().unwrap() = LinearState {
+            z,
+            stats,
+            argmax: Vec::new(),
+        };
         Ok((CpuStorage::F32(y), Shape::from((m, cout))))
     }
 
@@ -378,61 +462,164 @@ impl CustomOp3 for LinearBnAct {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (m, cin) = x.dims2()?;
-        let cout = w.dim(0)?;
+        let dims = (m, cin, w.dim(0)?);
+        let cout = dims.2;
+        // The first layer's input (the points) needs no gradient: skip that gemm.
         let need_dx = x.track_op();
         let dy = dy.contiguous()?;
-        let (dx, dw, dgb) = with_f32(&[&dy, x, w, y], |s| {
+        let (dx, dw, dgamma, dbeta) = with_f32(&[&dy, x, w, y], |s| {
             let (dy, x, w, y) = (s[0], s[1], s[2], s[3]);
             let st = self.state.lock().unwrap();
             let z = &st.z;
             let (dgamma, dbeta, coef) = bn_backward_coefs(dy, z, y, cout, &st.stats, self.act);
             let sl = slope(self.act);
-            let mut dx = Vec::with_capacity(if need_dx { m * cin } else { 0 });
-            let n_chunks = m.div_ceil(ROWS);
-            let dx_ptr = SendPtr(dx.as_mut_ptr());
-            let dw = (0..n_chunks)
-                .into_par_iter()
-                .fold(
-                    || (vec![0f32; cout * cin], vec![std::mem::MaybeUninit::<f32>::uninit(); ROWS * cout]),
-                    |(mut dw, mut dz), i| {
-                        let r0 = i * ROWS;
-                        let rows = ROWS.min(m - r0);
-                        let (a, b) = (r0 * cout, (r0 + rows) * cout);
-                        bn_bwd_dx(&mut dz[..rows * cout], &dy[a..b], &z[a..b], &y[a..b], &coef, sl);
-                        let dzp: *const f32 = dz.as_ptr().cast();
-                        let xs = &x[r0 * cin..(r0 + rows) * cin];
-                        // SAFETY: dz holds rows x cout initialised values (written just
-                        // above); w is cout x cin; dx has capacity m x cin and chunk i
-                        // writes only its own rows; dw is cout x cin.
-                        unsafe {
-                            if need_dx {
-                                let dst = dx_ptr.get().add(r0 * cin);
-                                gemm_raw((rows, cin, cout), dst, cin, false, (dzp, 1, cout), (w.as_ptr(), 1, cin));
-                            }
-                            gemm_raw((cout, cin, rows), dw.as_mut_ptr(), cin, true, (dzp, cout, 1), (xs.as_ptr(), 1, cin));
-                        }
-                        (dw, dz)
-                    },
-                )
-                .map(|(dw, _)| dw)
-                .reduce(
-                    || vec![0f32; cout * cin],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
-                        a
-                    },
-                );
-            if need_dx {
-                // SAFETY: the chunks above wrote every row of dx.
-                unsafe { dx.set_len(m * cin) };
-            }
-            let mut dgb = dgamma;
-            dgb.extend_from_slice(&dbeta);
-            Ok((need_dx.then_some(dx), dw, dgb))
+            let (dx, dw) = linear_bwd(x, w, dims, need_dx, |r0, rows, dz| {
+                let (a, b) = (r0 * cout, (r0 + rows) * cout);
+                bn_bwd_dx(dz, &dy[a..b], &z[a..b], &y[a..b], &coef, sl);
+            });
+            Ok((dx, dw, dgamma, dbeta))
         })?;
-        let dev = x.device();
-        let dx = dx.map(|dx| Tensor::from_vec(dx, (m, cin), dev)).transpose()?;
-        Ok((dx, Some(Tensor::from_vec(dw, (cout, cin), dev)?), Some(Tensor::from_vec(dgb, 2 * cout, dev)?)))
+        linear_grads(x, dims, dx, dw, dgamma, dbeta)
+    }
+}
+
+multiversion! {
+    /// Pooled batch-norm backward, dense part: `dz = -k (mg + (z - mean) q)` (the
+    /// output gradient is zero off the winning rows; those are added separately).
+    fn bn_bwd_dx_pooled(out: &mut [std::mem::MaybeUninit<f32>], z: &[f32], coef: &[[f32; 4]]) {
+        let c = coef.len();
+        for (or, zr) in out.chunks_exact_mut(c).zip(z.chunks_exact(c)) {
+            for ((o, &zv), &[k, mg, mu, q]) in or.iter_mut().zip(zr).zip(coef) {
+                o.write(-k * (mg + (zv - mu) * q));
+            }
+        }
+    }
+}
+
+/// `max over points of act(bn(x w^T))`: the last global layer and the max-pool as one
+/// node. The `[B*N, out]` activation is never stored (the pool is taken while it is
+/// computed), and its gradient is zero except at the winning points, so the backward
+/// reductions touch only `B x out` values instead of three `[B*N, out]` tensors.
+struct LinearBnActMax {
+    act: Activation,
+    eps: f64,
+    /// Points per cloud.
+    n: usize,
+    state: Arc<Mutex<LinearState>>,
+}
+
+impl CustomOp3 for LinearBnActMax {
+    fn name(&self) -> &'static str {
+        "linear-bn-act-max-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "linear x")?;
+        let w = f32_slice(s2, l2, "linear w")?;
+        let gb = f32_slice(s3, l3, "linear gamma/beta")?;
+        let (m, cin, c) = linear_dims(l1, l2, gb.len())?;
+        let n = self.n;
+        let b = m / n;
+        let z = linear_fwd(x, w, m, cin, c);
+        let (mean, var, istd) = bn_moments(&z, m, c, self.eps);
+        let (gamma, beta) = (&gb[..c], &gb[c..]);
+        let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
+        let shift: Vec<f32> = (0..c).map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32).collect();
+        let sl = slope(self.act);
+        let strips = c.div_ceil(COLS);
+        let parts: Vec<(Vec<f32>, Vec<u32>)> = (0..b * strips)
+            .into_par_iter()
+            .map(|t| {
+                let (cloud, j0) = (t / strips, (t % strips) * COLS);
+                let wd = COLS.min(c - j0);
+                let (a, sh) = (&scale[j0..j0 + wd], &shift[j0..j0 + wd]);
+                let mut best = vec![f32::NEG_INFINITY; wd];
+                let mut arg = vec![0u32; wd];
+                for i in 0..n {
+                    let row = &z[(cloud * n + i) * c + j0..][..wd];
+                    for j in 0..wd {
+                        let v = row[j] * a[j] + sh[j];
+                        let v = if v > 0.0 { v } else { v * sl };
+                        if v > best[j] {
+                            best[j] = v;
+                            arg[j] = i as u32;
+                        }
+                    }
+                }
+                (best, arg)
+            })
+            .collect();
+        let (mut out, mut argmax) = (Vec::with_capacity(b * c), Vec::with_capacity(b * c));
+        for (best, arg) in parts {
+            out.extend_from_slice(&best);
+            argmax.extend_from_slice(&arg);
+        }
+        let stats = BnStats {
+            mean: mean.iter().map(|&v| v as f32).collect(),
+            var: var.iter().map(|&v| v as f32).collect(),
+            istd: istd.iter().map(|&v| v as f32).collect(),
+            gamma: gamma.to_vec(),
+        };
+        *self.state.lock().unwrap() = LinearState { z, stats, argmax };
+        Ok((CpuStorage::F32(out), Shape::from((b, c))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _gb: &Tensor,
+        ymax: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (m, cin) = x.dims2()?;
+        let dims = (m, cin, w.dim(0)?);
+        let (c, n) = (dims.2, self.n);
+        let need_dx = x.track_op();
+        let dy = dy.contiguous()?;
+        let (dx, dw, dgamma, dbeta) = with_f32(&[&dy, x, w, ymax], |s| {
+            let (dy, x, w, ymax) = (s[0], s[1], s[2], s[3]);
+            let st = self.state.lock().unwrap();
+            let (z, argmax, bs) = (&st.z, &st.argmax, &st.stats);
+            let sl = slope(self.act);
+            // g at the winners only; row index of each winner in z.
+            let g: Vec<f32> = dy.iter().zip(ymax).map(|(&d, &y)| if y > 0.0 { d } else { d * sl }).collect();
+            let rows: Vec<usize> = argmax.iter().enumerate().map(|(t, &i)| (t / c) * n + i as usize).collect();
+            let (mut sg, mut sgx) = (vec![0f64; c], vec![0f64; c]);
+            for (t, (&gv, &r)) in g.iter().zip(&rows).enumerate() {
+                let j = t % c;
+                sg[j] += gv as f64;
+                sgx[j] += (gv * (z[r * c + j] - bs.mean[j])) as f64;
+            }
+            let mf = m as f32;
+            let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
+            let dgamma: Vec<f32> = sgx.iter().zip(&bs.istd).map(|(&v, &i)| v as f32 * i).collect();
+            let coef: Vec<[f32; 4]> = (0..c)
+                .map(|j| [bs.gamma[j] * bs.istd[j], dbeta[j] / mf, bs.mean[j], bs.istd[j] * dgamma[j] / mf])
+                .collect();
+            let (dx, dw) = linear_bwd(x, w, dims, need_dx, |r0, nrows, dz| {
+                bn_bwd_dx_pooled(dz, &z[r0 * c..(r0 + nrows) * c], &coef);
+                for (t, (&gv, &r)) in g.iter().zip(&rows).enumerate() {
+                    if (r0..r0 + nrows).contains(&r) {
+                        let j = t % c;
+                        let cell = &mut dz[(r - r0) * c + j];
+                        // SAFETY: the dense pass above initialised every element.
+                        let v = unsafe { cell.assume_init() };
+                        cell.write(v + coef[j][0] * gv);
+                    }
+                }
+            });
+            Ok((dx, dw, dgamma, dbeta))
+        })?;
+        linear_grads(x, dims, dx, dw, dgamma, dbeta)
     }
 }
 
@@ -465,6 +652,42 @@ pub(crate) fn linear_bn_act_train(
     let op = LinearBnAct {
         act,
         eps,
+        state: state.clone(),
+    };
+    let gb = Tensor::cat(&[gamma, beta], 0)?;
+    let y = x.contiguous()?.apply_op3(&w.contiguous()?, &gb, op)?;
+    let st = state.lock().unwrap();
+    let c = st.stats.mean.len();
+    let mean = Tensor::from_slice(&st.stats.mean, c, x.device())?;
+    let var = Tensor::from_slice(&st.stats.var, c, x.device())?;
+    Ok((y, mean, var))
+}
+
+/// Train-mode `max over the N points of each cloud of act(bn(x w^T))`, `x` `[B*N, in]`
+/// -> `[B, out]`, plus the batch mean and biased variance for the running statistics.
+pub(crate) fn linear_bn_act_max_train(
+    x: &Tensor,
+    w: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    act: Activation,
+    eps: f64,
+    n: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let m = x.dim(0)?;
+    if n == 0 || m % n != 0 {
+        candle_core::bail!("linear_bn_act_max_train: {m} rows are not clouds of {n} points");
+    }
+    if !use_fast_path(&[x, w, gamma, beta]) {
+        let (y, mean, var) = bn_act_train(&x.matmul(&w.t()?)?, gamma, beta, act, eps)?;
+        let c = y.dim(1)?;
+        return Ok((y.reshape((m / n, n, c))?.max(1)?, mean, var));
+    }
+    let state = Arc::new(Mutex::new(LinearState::default()));
+    let op = LinearBnActMax {
+        act,
+        eps,
+        n,
         state: state.clone(),
     };
     let gb = Tensor::cat(&[gamma, beta], 0)?;
@@ -725,6 +948,42 @@ mod tests {
                 } else {
                     let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
                     bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5)
+                }
+                .unwrap();
+                let g = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();
+                let grads: Vec<Tensor> = vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()).collect();
+                (y, mean, var, grads)
+            };
+            let (y1, m1, v1, g1) = run(true);
+            let (y2, m2, v2, g2) = run(false);
+            assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
+            assert!(max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3, "{act:?} stats");
+            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+                let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                assert!(max_diff(a, b) < 1e-3 * scale.max(1.0), "{act:?} grad {i}: {}", max_diff(a, b));
+            }
+        }
+    }
+
+    /// The pooled variant (last global layer + max over points) against the same maths
+    /// from candle primitives.
+    #[test]
+    fn fused_linear_bn_act_max_matches_generic_values_and_grads() {
+        for act in [Activation::Relu, Activation::LeakyRelu(0.2)] {
+            let (b, n, cin, cout) = (3, 300, 11, 70);
+            let x = Var::from_tensor(&rand(&[b * n, cin], 0.5)).unwrap();
+            let w = Var::from_tensor(&(rand(&[cout, cin], 0.0) * 0.3).unwrap()).unwrap();
+            let gamma = Var::from_tensor(&rand(&[cout], 0.0)).unwrap(); // some negative
+            let beta = Var::from_tensor(&rand(&[cout], 0.0)).unwrap();
+            let wy = rand(&[b, cout], 0.0);
+            let vars = [&x, &w, &gamma, &beta];
+            let run = |fast: bool| {
+                let (y, mean, var) = if fast {
+                    linear_bn_act_max_train(x.as_tensor(), w.as_tensor(), gamma.as_tensor(), beta.as_tensor(), act, 1e-5, n)
+                } else {
+                    let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+                    let (y, mean, var) = bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5).unwrap();
+                    Ok((y.reshape((b, n, cout)).unwrap().max(1).unwrap(), mean, var))
                 }
                 .unwrap();
                 let g = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();

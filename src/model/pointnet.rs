@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::{self, RawLinear, Scratch};
-use super::ops::{add_per_cloud, max_over_points};
+use super::ops::add_per_cloud;
 
 use super::layers::{Activation, PointLinear};
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
@@ -179,12 +179,13 @@ impl Backbone for PointNet {
             local = l.forward_t(&local, train)?;
         }
         // Global feature: per-point MLP, then max over the points of each cloud.
+        let (last, rest) = self.global.split_last().expect("validated non-empty");
         let mut g = local.clone();
-        for l in &self.global {
+        for l in rest {
             g = l.forward_t(&g, train)?;
         }
-        let cg = g.dim(1)?;
-        let global = max_over_points(&g.reshape((b, n, cg))?)?; // [B, G]
+        let global = last.forward_max_t(&g, n, train)?; // [B, G]
+        let cg = global.dim(1)?;
 
         // First segmentation layer on [local, global] = W_l local + (W_g global per cloud).
         let s0 = &self.seg[0];
