@@ -5,6 +5,9 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let repeats = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let repeats = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     println!("{}", semcorr::model::bench::model_bench(repeats));
 }

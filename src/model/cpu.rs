@@ -58,6 +58,46 @@ pub(crate) fn matmul(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n:
     }
 }
 
+/// `y[m, n] = x[m, k] w[k, n]` with gemm's own multi-threading (the bench's roofline).
+pub(crate) fn matmul_par(
+    y: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    (m, k, n): (usize, usize, usize),
+    threads: usize,
+) {
+    assert!(y.len() >= m * n && x.len() >= m * k && w.len() >= k * n);
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: as in `matmul`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
 /// `y[r, :] = act(y[r, :] + b)` for every row; one pass while the rows are still in cache.
 pub(crate) fn bias_act(y: &mut [f32], b: &[f32], relu: bool) {
     for row in y.chunks_exact_mut(b.len()) {

@@ -83,23 +83,36 @@ impl BatchNorm {
     }
 
     /// Train-mode `act(bn(x w^T))` as one fused op, updating the running statistics.
-    pub(crate) fn linear_act_train(&self, x: &Tensor, w: &Tensor, act: Activation) -> Result<Tensor> {
+    pub(crate) fn linear_act_train(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        act: Activation,
+    ) -> Result<Tensor> {
         let m = x.dim(0)?;
         if m < 2 {
             candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
         }
-        let (y, mean, var) = super::ops::linear_bn_act_train(x, w, &self.weight, &self.bias, act, self.eps)?;
+        let (y, mean, var) =
+            super::ops::linear_bn_act_train(x, w, &self.weight, &self.bias, act, self.eps)?;
         self.update_running(&mean, &var, m)?;
         Ok(y)
     }
 
     /// Train-mode `max over each cloud's n points of act(bn(x w^T))` as one fused op.
-    pub(crate) fn linear_act_max_train(&self, x: &Tensor, w: &Tensor, act: Activation, n: usize) -> Result<Tensor> {
+    pub(crate) fn linear_act_max_train(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        act: Activation,
+        n: usize,
+    ) -> Result<Tensor> {
         let m = x.dim(0)?;
         if m < 2 {
             candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
         }
-        let (y, mean, var) = super::ops::linear_bn_act_max_train(x, w, &self.weight, &self.bias, act, self.eps, n)?;
+        let (y, mean, var) =
+            super::ops::linear_bn_act_max_train(x, w, &self.weight, &self.bias, act, self.eps, n)?;
         self.update_running(&mean, &var, m)?;
         Ok(y)
     }
@@ -184,7 +197,11 @@ impl PointLinear {
     }
 
     fn get_weight(in_dim: usize, out_dim: usize, vb: &VarBuilder) -> Result<Tensor> {
-        vb.get_with_hints((out_dim, in_dim), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)
+        vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )
     }
 
     pub fn weight(&self) -> &Tensor {

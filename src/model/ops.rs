@@ -9,7 +9,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use super::cpu::gemm_raw;
@@ -30,7 +32,11 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
 }
 
 /// Fills a new vector of `len` values by chunks of `chunk` in parallel, without zeroing it first.
-fn par_fill(len: usize, chunk: usize, f: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+fn par_fill(
+    len: usize,
+    chunk: usize,
+    f: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk)
@@ -42,7 +48,8 @@ fn par_fill(len: usize, chunk: usize, f: impl Fn(usize, &mut [std::mem::MaybeUni
 }
 
 fn use_fast_path(ts: &[&Tensor]) -> bool {
-    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
 /// Negative-side slope of an activation (1 = identity, 0 = ReLU).
@@ -162,7 +169,10 @@ struct BnStats {
 }
 
 /// Sums per-chunk f32 column partials in f64.
-fn sum_partials(parts: impl ParallelIterator<Item = (Vec<f32>, Vec<f32>)>, c: usize) -> (Vec<f64>, Vec<f64>) {
+fn sum_partials(
+    parts: impl ParallelIterator<Item = (Vec<f32>, Vec<f32>)>,
+    c: usize,
+) -> (Vec<f64>, Vec<f64>) {
     parts
         .fold(
             || (vec![0f64; c], vec![0f64; c]),
@@ -184,9 +194,21 @@ fn sum_partials(parts: impl ParallelIterator<Item = (Vec<f32>, Vec<f32>)>, c: us
 
 /// Train-mode batch norm + activation of `x` `[m, c]` (row-major slice): the output and
 /// the statistics the backward pass needs.
-fn bn_forward(x: &[f32], m: usize, c: usize, gamma: &[f32], beta: &[f32], act: Activation, eps: f64) -> (Vec<f32>, BnStats) {
+fn bn_forward(
+    x: &[f32],
+    m: usize,
+    c: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    act: Activation,
+    eps: f64,
+) -> (Vec<f32>, BnStats) {
     let (mean, var, istd) = bn_moments(x, m, c, eps);
-    let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
+    let scale: Vec<f32> = istd
+        .iter()
+        .zip(gamma)
+        .map(|(i, &g)| (i * g as f64) as f32)
+        .collect();
     let shift_out: Vec<f32> = (0..c)
         .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
         .collect();
@@ -216,15 +238,30 @@ fn bn_moments(x: &[f32], m: usize, c: usize, eps: f64) -> (Vec<f64>, Vec<f64>, V
     let (sum, sq) = sum_partials(parts, c);
     let mf = m as f64;
     let dmean: Vec<f64> = sum.iter().map(|s| s / mf).collect();
-    let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / mf - mu * mu).max(0.0)).collect();
-    let mean: Vec<f64> = dmean.iter().zip(shift).map(|(d, &s)| d + s as f64).collect();
+    let var: Vec<f64> = sq
+        .iter()
+        .zip(&dmean)
+        .map(|(q, mu)| (q / mf - mu * mu).max(0.0))
+        .collect();
+    let mean: Vec<f64> = dmean
+        .iter()
+        .zip(shift)
+        .map(|(d, &s)| d + s as f64)
+        .collect();
     let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     (mean, var, istd)
 }
 
 /// Batch-norm backward, reductions: `(dgamma, dbeta, coef)`, where `coef[j]` holds what
 /// [`bn_bwd_dx`] needs per channel. `x` is the batch norm's input, `y` its output.
-fn bn_backward_coefs(dy: &[f32], x: &[f32], y: &[f32], c: usize, st: &BnStats, act: Activation) -> (Vec<f32>, Vec<f32>, Vec<[f32; 4]>) {
+fn bn_backward_coefs(
+    dy: &[f32],
+    x: &[f32],
+    y: &[f32],
+    c: usize,
+    st: &BnStats,
+    act: Activation,
+) -> (Vec<f32>, Vec<f32>, Vec<[f32; 4]>) {
     let m = x.len() / c;
     let (mean, istd) = (&st.mean, &st.istd);
     let sl = slope(act);
@@ -245,7 +282,14 @@ fn bn_backward_coefs(dy: &[f32], x: &[f32], y: &[f32], c: usize, st: &BnStats, a
     let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
     let dgamma: Vec<f32> = sgx.iter().zip(istd).map(|(&v, &i)| v as f32 * i).collect();
     let coef: Vec<[f32; 4]> = (0..c)
-        .map(|j| [st.gamma[j] * istd[j], dbeta[j] / mf, mean[j], istd[j] * dgamma[j] / mf])
+        .map(|j| {
+            [
+                st.gamma[j] * istd[j],
+                dbeta[j] / mf,
+                mean[j],
+                istd[j] * dgamma[j] / mf,
+            ]
+        })
         .collect();
     (dgamma, dbeta, coef)
 }
@@ -295,7 +339,14 @@ impl CustomOp3 for BnAct {
             let sl = slope(self.act);
             let dx = par_fill(m * c, ROWS * c, |i, o| {
                 let (off, n) = (i * ROWS * c, o.len());
-                bn_bwd_dx(o, &s[0][off..off + n], &s[1][off..off + n], &s[2][off..off + n], &coef, sl);
+                bn_bwd_dx(
+                    o,
+                    &s[0][off..off + n],
+                    &s[1][off..off + n],
+                    &s[2][off..off + n],
+                    &coef,
+                    sl,
+                );
             });
             Ok((dx, dgamma, dbeta))
         })?;
@@ -347,7 +398,16 @@ fn linear_fwd(x: &[f32], w: &[f32], m: usize, cin: usize, cout: usize) -> Vec<f3
         let rows = out.len() / cout;
         let xs = &x[i * ROWS * cin..][..rows * cin];
         // SAFETY: out is rows x cout, xs rows x cin, w is cout x cin read transposed.
-        unsafe { gemm_raw((rows, cout, cin), out.as_mut_ptr().cast(), cout, false, (xs.as_ptr(), 1, cin), (w.as_ptr(), cin, 1)) }
+        unsafe {
+            gemm_raw(
+                (rows, cout, cin),
+                out.as_mut_ptr().cast(),
+                cout,
+                false,
+                (xs.as_ptr(), 1, cin),
+                (w.as_ptr(), cin, 1),
+            )
+        }
     })
 }
 
@@ -367,7 +427,12 @@ fn linear_bwd(
     let dw = (0..m.div_ceil(ROWS))
         .into_par_iter()
         .fold(
-            || (vec![0f32; cout * cin], vec![std::mem::MaybeUninit::<f32>::uninit(); ROWS * cout]),
+            || {
+                (
+                    vec![0f32; cout * cin],
+                    vec![std::mem::MaybeUninit::<f32>::uninit(); ROWS * cout],
+                )
+            },
             |(mut dw, mut dz), i| {
                 let r0 = i * ROWS;
                 let rows = ROWS.min(m - r0);
@@ -380,9 +445,23 @@ fn linear_bwd(
                 unsafe {
                     if need_dx {
                         let dst = dx_ptr.get().add(r0 * cin);
-                        gemm_raw((rows, cin, cout), dst, cin, false, (dzp, 1, cout), (w.as_ptr(), 1, cin));
+                        gemm_raw(
+                            (rows, cin, cout),
+                            dst,
+                            cin,
+                            false,
+                            (dzp, 1, cout),
+                            (w.as_ptr(), 1, cin),
+                        );
                     }
-                    gemm_raw((cout, cin, rows), dw.as_mut_ptr(), cin, true, (dzp, cout, 1), (xs.as_ptr(), 1, cin));
+                    gemm_raw(
+                        (cout, cin, rows),
+                        dw.as_mut_ptr(),
+                        cin,
+                        true,
+                        (dzp, cout, 1),
+                        (xs.as_ptr(), 1, cin),
+                    );
                 }
                 (dw, dz)
             },
@@ -412,9 +491,15 @@ fn linear_grads(
     dbeta: Vec<f32>,
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let dev = x.device();
-    let dx = dx.map(|dx| Tensor::from_vec(dx, (m, cin), dev)).transpose()?;
+    let dx = dx
+        .map(|dx| Tensor::from_vec(dx, (m, cin), dev))
+        .transpose()?;
     dgamma.extend_from_slice(&dbeta);
-    Ok((dx, Some(Tensor::from_vec(dw, (cout, cin), dev)?), Some(Tensor::from_vec(dgamma, 2 * cout, dev)?)))
+    Ok((
+        dx,
+        Some(Tensor::from_vec(dw, (cout, cin), dev)?),
+        Some(Tensor::from_vec(dgamma, 2 * cout, dev)?),
+    ))
 }
 
 /// `act(bn(x w^T))` as one graph node: one gemm and two passes forward, and a backward
@@ -531,8 +616,14 @@ impl CustomOp3 for LinearBnActMax {
         let z = linear_fwd(x, w, m, cin, c);
         let (mean, var, istd) = bn_moments(&z, m, c, self.eps);
         let (gamma, beta) = (&gb[..c], &gb[c..]);
-        let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
-        let shift: Vec<f32> = (0..c).map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32).collect();
+        let scale: Vec<f32> = istd
+            .iter()
+            .zip(gamma)
+            .map(|(i, &g)| (i * g as f64) as f32)
+            .collect();
+        let shift: Vec<f32> = (0..c)
+            .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
+            .collect();
         let sl = slope(self.act);
         let strips = c.div_ceil(COLS);
         let parts: Vec<(Vec<f32>, Vec<u32>)> = (0..b * strips)
@@ -591,8 +682,16 @@ impl CustomOp3 for LinearBnActMax {
             let (z, argmax, bs) = (&st.z, &st.argmax, &st.stats);
             let sl = slope(self.act);
             // g at the winners only; row index of each winner in z.
-            let g: Vec<f32> = dy.iter().zip(ymax).map(|(&d, &y)| if y > 0.0 { d } else { d * sl }).collect();
-            let rows: Vec<usize> = argmax.iter().enumerate().map(|(t, &i)| (t / c) * n + i as usize).collect();
+            let g: Vec<f32> = dy
+                .iter()
+                .zip(ymax)
+                .map(|(&d, &y)| if y > 0.0 { d } else { d * sl })
+                .collect();
+            let rows: Vec<usize> = argmax
+                .iter()
+                .enumerate()
+                .map(|(t, &i)| (t / c) * n + i as usize)
+                .collect();
             let (mut sg, mut sgx) = (vec![0f64; c], vec![0f64; c]);
             for (t, (&gv, &r)) in g.iter().zip(&rows).enumerate() {
                 let j = t % c;
@@ -601,9 +700,20 @@ impl CustomOp3 for LinearBnActMax {
             }
             let mf = m as f32;
             let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
-            let dgamma: Vec<f32> = sgx.iter().zip(&bs.istd).map(|(&v, &i)| v as f32 * i).collect();
+            let dgamma: Vec<f32> = sgx
+                .iter()
+                .zip(&bs.istd)
+                .map(|(&v, &i)| v as f32 * i)
+                .collect();
             let coef: Vec<[f32; 4]> = (0..c)
-                .map(|j| [bs.gamma[j] * bs.istd[j], dbeta[j] / mf, bs.mean[j], bs.istd[j] * dgamma[j] / mf])
+                .map(|j| {
+                    [
+                        bs.gamma[j] * bs.istd[j],
+                        dbeta[j] / mf,
+                        bs.mean[j],
+                        bs.istd[j] * dgamma[j] / mf,
+                    ]
+                })
                 .collect();
             let (dx, dw) = linear_bwd(x, w, dims, need_dx, |r0, nrows, dz| {
                 bn_bwd_dx_pooled(dz, &z[r0 * c..(r0 + nrows) * c], &coef);
@@ -715,7 +825,9 @@ pub(crate) fn bn_act_train(
             eps,
             stats: stats.clone(),
         };
-        let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+        let y = x
+            .contiguous()?
+            .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
         let st = stats.lock().unwrap();
         let c = st.mean.len();
         let mean = Tensor::from_slice(&st.mean, c, x.device())?;
@@ -739,7 +851,11 @@ fn bn_act_generic(
     let var = (xc.sqr()?.sum_keepdim(0)? / m as f64)?;
     let scale = (var.clone() + eps)?.sqrt()?.recip()?.broadcast_mul(gamma)?;
     let y = xc.broadcast_mul(&scale)?.broadcast_add(beta)?;
-    Ok((act.apply(&y)?, mean.squeeze(0)?.detach(), var.squeeze(0)?.detach()))
+    Ok((
+        act.apply(&y)?,
+        mean.squeeze(0)?.detach(),
+        var.squeeze(0)?.detach(),
+    ))
 }
 
 /// Max over the points of each cloud, saving the winners for the backward pass.
@@ -845,7 +961,13 @@ impl CustomOp2 for AddPerCloud {
         "add-per-cloud"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "add x")?;
         let r = f32_slice(s2, l2, "add r")?;
         let (m, c) = l1.shape().dims2()?;
@@ -853,9 +975,17 @@ impl CustomOp2 for AddPerCloud {
         let n = m / b;
         let y = par_fill(m * c, ROWS * c, |i, out| {
             let off = i * ROWS * c;
-            for (k, (orow, xrow)) in out.chunks_exact_mut(c).zip(x[off..].chunks_exact(c)).enumerate() {
+            for (k, (orow, xrow)) in out
+                .chunks_exact_mut(c)
+                .zip(x[off..].chunks_exact(c))
+                .enumerate()
+            {
                 let cloud = (i * ROWS + k) / n;
-                for ((o, &v), &a) in orow.iter_mut().zip(xrow).zip(&r[cloud * c..(cloud + 1) * c]) {
+                for ((o, &v), &a) in orow
+                    .iter_mut()
+                    .zip(xrow)
+                    .zip(&r[cloud * c..(cloud + 1) * c])
+                {
                     o.write(v + a);
                 }
             }
@@ -863,7 +993,13 @@ impl CustomOp2 for AddPerCloud {
         Ok((CpuStorage::F32(y), Shape::from((m, c))))
     }
 
-    fn bwd(&self, _x: &Tensor, r: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        r: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, c) = r.dims2()?;
         let m = grad.dim(0)?;
         // Per-cloud column sums as a batched [1, N] x [N, C] product (a gemv per cloud):
@@ -885,7 +1021,9 @@ pub(crate) fn add_per_cloud(x: &Tensor, r: &Tensor) -> Result<Tensor> {
     if use_fast_path(&[x, r]) {
         x.contiguous()?.apply_op2(&r.contiguous()?, AddPerCloud)
     } else {
-        x.reshape((b, m / b, c))?.broadcast_add(&r.unsqueeze(1)?)?.reshape((m, c))
+        x.reshape((b, m / b, c))?
+            .broadcast_add(&r.unsqueeze(1)?)?
+            .reshape((m, c))
     }
 }
 
@@ -900,13 +1038,24 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     /// Fused batch norm + activation: same values and gradients as the candle-op version.
     #[test]
     fn fused_bn_act_matches_generic_values_and_grads() {
-        for act in [Activation::None, Activation::Relu, Activation::LeakyRelu(0.2)] {
+        for act in [
+            Activation::None,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+        ] {
             let (m, c) = (600, 37); // more than one row chunk, odd width
             let x = Var::from_tensor(&(rand(&[m, c], 3.0) * 2.0).unwrap()).unwrap();
             let gamma = Var::from_tensor(&rand(&[c], 0.5)).unwrap();
@@ -914,18 +1063,35 @@ mod tests {
             let w = rand(&[m, c], 0.0);
             let run = |fast: bool| {
                 let f = if fast { bn_act_train } else { bn_act_generic };
-                let (y, mean, var) = f(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), act, 1e-5).unwrap();
+                let (y, mean, var) = f(
+                    x.as_tensor(),
+                    gamma.as_tensor(),
+                    beta.as_tensor(),
+                    act,
+                    1e-5,
+                )
+                .unwrap();
                 let g = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
-                let grads: Vec<Tensor> = [&x, &gamma, &beta].iter().map(|v| g.get(v.as_tensor()).unwrap().clone()).collect();
+                let grads: Vec<Tensor> = [&x, &gamma, &beta]
+                    .iter()
+                    .map(|v| g.get(v.as_tensor()).unwrap().clone())
+                    .collect();
                 (y, mean, var, grads)
             };
             let (y1, m1, v1, g1) = run(true);
             let (y2, m2, v2, g2) = run(false);
             assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
-            assert!(max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3, "{act:?} stats");
+            assert!(
+                max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3,
+                "{act:?} stats"
+            );
             for (a, b) in g1.iter().zip(&g2) {
                 let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-                assert!(max_diff(a, b) < 1e-3 * scale.max(1.0), "{act:?} grad {}", max_diff(a, b));
+                assert!(
+                    max_diff(a, b) < 1e-3 * scale.max(1.0),
+                    "{act:?} grad {}",
+                    max_diff(a, b)
+                );
             }
         }
     }
@@ -944,23 +1110,40 @@ mod tests {
             let vars = [&x, &w, &gamma, &beta];
             let run = |fast: bool| {
                 let (y, mean, var) = if fast {
-                    linear_bn_act_train(x.as_tensor(), w.as_tensor(), gamma.as_tensor(), beta.as_tensor(), act, 1e-5)
+                    linear_bn_act_train(
+                        x.as_tensor(),
+                        w.as_tensor(),
+                        gamma.as_tensor(),
+                        beta.as_tensor(),
+                        act,
+                        1e-5,
+                    )
                 } else {
                     let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
                     bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5)
                 }
                 .unwrap();
                 let g = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();
-                let grads: Vec<Tensor> = vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()).collect();
+                let grads: Vec<Tensor> = vars
+                    .iter()
+                    .map(|v| g.get(v.as_tensor()).unwrap().clone())
+                    .collect();
                 (y, mean, var, grads)
             };
             let (y1, m1, v1, g1) = run(true);
             let (y2, m2, v2, g2) = run(false);
             assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
-            assert!(max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3, "{act:?} stats");
+            assert!(
+                max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3,
+                "{act:?} stats"
+            );
             for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
                 let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-                assert!(max_diff(a, b) < 1e-3 * scale.max(1.0), "{act:?} grad {i}: {}", max_diff(a, b));
+                assert!(
+                    max_diff(a, b) < 1e-3 * scale.max(1.0),
+                    "{act:?} grad {i}: {}",
+                    max_diff(a, b)
+                );
             }
         }
     }
@@ -979,24 +1162,43 @@ mod tests {
             let vars = [&x, &w, &gamma, &beta];
             let run = |fast: bool| {
                 let (y, mean, var) = if fast {
-                    linear_bn_act_max_train(x.as_tensor(), w.as_tensor(), gamma.as_tensor(), beta.as_tensor(), act, 1e-5, n)
+                    linear_bn_act_max_train(
+                        x.as_tensor(),
+                        w.as_tensor(),
+                        gamma.as_tensor(),
+                        beta.as_tensor(),
+                        act,
+                        1e-5,
+                        n,
+                    )
                 } else {
                     let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-                    let (y, mean, var) = bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5).unwrap();
+                    let (y, mean, var) =
+                        bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5).unwrap();
                     Ok((y.reshape((b, n, cout)).unwrap().max(1).unwrap(), mean, var))
                 }
                 .unwrap();
                 let g = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();
-                let grads: Vec<Tensor> = vars.iter().map(|v| g.get(v.as_tensor()).unwrap().clone()).collect();
+                let grads: Vec<Tensor> = vars
+                    .iter()
+                    .map(|v| g.get(v.as_tensor()).unwrap().clone())
+                    .collect();
                 (y, mean, var, grads)
             };
             let (y1, m1, v1, g1) = run(true);
             let (y2, m2, v2, g2) = run(false);
             assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
-            assert!(max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3, "{act:?} stats");
+            assert!(
+                max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3,
+                "{act:?} stats"
+            );
             for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
                 let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-                assert!(max_diff(a, b) < 1e-3 * scale.max(1.0), "{act:?} grad {i}: {}", max_diff(a, b));
+                assert!(
+                    max_diff(a, b) < 1e-3 * scale.max(1.0),
+                    "{act:?} grad {i}: {}",
+                    max_diff(a, b)
+                );
             }
         }
     }
@@ -1006,9 +1208,20 @@ mod tests {
         let x = Var::from_tensor(&rand(&[3, 50, 70], 0.0)).unwrap();
         let w = rand(&[3, 70], 0.0);
         let grad = |y: &Tensor| {
-            (y * &w).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone()
+            (y * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+                .get(x.as_tensor())
+                .unwrap()
+                .clone()
         };
-        let (a, b) = (max_over_points(x.as_tensor()).unwrap(), x.as_tensor().max(1).unwrap());
+        let (a, b) = (
+            max_over_points(x.as_tensor()).unwrap(),
+            x.as_tensor().max(1).unwrap(),
+        );
         assert_eq!(max_diff(&a, &b), 0.0);
         assert_eq!(max_diff(&grad(&a), &grad(&b)), 0.0);
 
@@ -1016,12 +1229,24 @@ mod tests {
         let r = Var::from_tensor(&rand(&[3, 70], 0.0)).unwrap();
         let w2 = rand(&[150, 70], 0.0);
         let fast = add_per_cloud(x2.as_tensor(), r.as_tensor()).unwrap();
-        let slow = x2.as_tensor().reshape((3, 50, 70)).unwrap().broadcast_add(&r.as_tensor().unsqueeze(1).unwrap()).unwrap().reshape((150, 70)).unwrap();
+        let slow = x2
+            .as_tensor()
+            .reshape((3, 50, 70))
+            .unwrap()
+            .broadcast_add(&r.as_tensor().unsqueeze(1).unwrap())
+            .unwrap()
+            .reshape((150, 70))
+            .unwrap();
         assert_eq!(max_diff(&fast, &slow), 0.0);
         let g = |y: &Tensor| (y * &w2).unwrap().sum_all().unwrap().backward().unwrap();
         let (gf, gs) = (g(&fast), g(&slow));
         for v in [&x2, &r] {
-            assert!(max_diff(gf.get(v.as_tensor()).unwrap(), gs.get(v.as_tensor()).unwrap()) < 1e-4);
+            assert!(
+                max_diff(
+                    gf.get(v.as_tensor()).unwrap(),
+                    gs.get(v.as_tensor()).unwrap()
+                ) < 1e-4
+            );
         }
     }
 }

@@ -54,7 +54,11 @@ impl PointNetConfig {
         if self.local.is_empty() || self.global.is_empty() || self.seg.is_empty() {
             candle_core::bail!("PointNet needs non-empty local, global and seg MLPs");
         }
-        if self.embed_dim == 0 || [&self.local, &self.global, &self.seg].iter().any(|v| v.contains(&0)) {
+        if self.embed_dim == 0
+            || [&self.local, &self.global, &self.seg]
+                .iter()
+                .any(|v| v.contains(&0))
+        {
             candle_core::bail!("PointNet widths must be positive");
         }
         Ok(())
@@ -96,7 +100,12 @@ fn mlp(
     let mut layers = Vec::with_capacity(widths.len());
     let mut c = in_dim;
     for (i, &o) in widths.iter().enumerate() {
-        layers.push(PointLinear::bn(c, o, Activation::Relu, vb.pp(prefix).pp(i))?);
+        layers.push(PointLinear::bn(
+            c,
+            o,
+            Activation::Relu,
+            vb.pp(prefix).pp(i),
+        )?);
         c = o;
     }
     Ok((layers, c))
@@ -309,10 +318,16 @@ impl FusedPointNet {
         }
         let z = g.matmul(&last.wt)?; // [B*N, G], no bias yet
         let cg = z.dim(1)?;
-        let global = z.reshape((b, n, cg))?.max(1)?.broadcast_add(&last.b)?.relu()?; // [B, G]
+        let global = z
+            .reshape((b, n, cg))?
+            .max(1)?
+            .broadcast_add(&last.b)?
+            .relu()?; // [B, G]
 
         // Per-cloud bias of the first segmentation layer.
-        let bias0 = global.matmul(&self.seg0_global)?.broadcast_add(&self.seg0_local.b)?; // [B, S]
+        let bias0 = global
+            .matmul(&self.seg0_global)?
+            .broadcast_add(&self.seg0_local.b)?; // [B, S]
         let s = bias0.dim(1)?;
         let y = local
             .matmul(&self.seg0_local.wt)?
@@ -362,7 +377,10 @@ fn seg0_local_global_raw(w: &Tensor) -> Result<RawLinear> {
 impl CpuPointNet {
     fn max_width(&self) -> usize {
         let all = self.local.iter().chain(&self.global).chain(&self.seg);
-        all.chain([&self.seg0_local, &self.head]).map(|l| l.n.max(l.k)).max().unwrap_or(3)
+        all.chain([&self.seg0_local, &self.head])
+            .map(|l| l.n.max(l.k))
+            .max()
+            .unwrap_or(3)
     }
 
     /// One cloud: `xs` `[n, 3]` -> `out` `[n, D]`.
@@ -484,23 +502,41 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
     fn pointnet_output_shape_default_config() {
         let vm = VarMap::new();
-        let net = PointNet::new(PointNetConfig::default(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let net = PointNet::new(
+            PointNetConfig::default(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let x = points(2, 64, 0);
         assert_eq!(net.forward_t(&x, true).unwrap().dims(), &[2, 64, 128]);
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), &[2, 64, 128]);
-        assert_eq!(net.fused().unwrap().forward(&x).unwrap().dims(), &[2, 64, 128]);
+        assert_eq!(
+            net.fused().unwrap().forward(&x).unwrap().dims(),
+            &[2, 64, 128]
+        );
     }
 
     #[test]
     fn fused_equals_unfused_eval() {
         let vm = VarMap::new();
-        let net = PointNet::new(PointNetConfig::default(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let net = PointNet::new(
+            PointNetConfig::default(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         randomise_bn(&vm);
         let fused = net.fused().unwrap();
         let x = points(3, 256, 1);
@@ -508,14 +544,21 @@ mod tests {
         let b = fused.forward(&x).unwrap();
         let scale: f32 = a.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
         let d = max_abs_diff(&a, &b);
-        assert!(d <= 1e-4 * scale.max(1.0), "max diff {d} (output scale {scale})");
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "max diff {d} (output scale {scale})"
+        );
         assert!(fused.forward_t(&x, true).is_err());
     }
 
     #[test]
     fn pointnet_is_permutation_equivariant() {
         let vm = VarMap::new();
-        let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let net = PointNet::new(
+            small(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         randomise_bn(&vm);
         let n = 50;
         let x = points(2, n, 2);
@@ -529,20 +572,32 @@ mod tests {
             assert!(d < 1e-4, "train={train}: diff {d}");
         }
         let f = net.fused().unwrap();
-        let d = max_abs_diff(&f.forward(&x).unwrap().index_select(&perm, 1).unwrap(), &f.forward(&xp).unwrap());
+        let d = max_abs_diff(
+            &f.forward(&x).unwrap().index_select(&perm, 1).unwrap(),
+            &f.forward(&xp).unwrap(),
+        );
         assert!(d < 1e-4, "fused: diff {d}");
     }
 
     #[test]
     fn eval_mode_is_per_cloud_train_mode_updates_running_stats() {
         let vm = VarMap::new();
-        let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let net = PointNet::new(
+            small(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let x = points(2, 40, 3);
         // Eval: cloud 0's embeddings do not depend on cloud 1.
         let both = net.forward_t(&x, false).unwrap();
         let alone = net.forward_t(&x.i(0..1).unwrap(), false).unwrap();
         assert!(max_abs_diff(&both.i(0..1).unwrap(), &alone) < 1e-5);
-        let rm = |vm: &VarMap| vm.data().lock().unwrap()["global.2.bn.running_mean"].as_tensor().copy().unwrap();
+        let rm = |vm: &VarMap| {
+            vm.data().lock().unwrap()["global.2.bn.running_mean"]
+                .as_tensor()
+                .copy()
+                .unwrap()
+        };
         let before = rm(&vm);
         net.forward_t(&x, true).unwrap();
         assert!(max_abs_diff(&before, &rm(&vm)) > 0.0);
@@ -561,15 +616,22 @@ mod tests {
         vm.save(&path).unwrap();
 
         // Read-only load (inference, e.g. the ROS node).
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &dev).unwrap() };
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &dev).unwrap() };
         let loaded = crate::model::build_backbone(&BackboneConfig::PointNet(small()), vb).unwrap();
-        assert_eq!(max_abs_diff(&want, &loaded.forward_t(&x, false).unwrap()), 0.0);
+        assert_eq!(
+            max_abs_diff(&want, &loaded.forward_t(&x, false).unwrap()),
+            0.0
+        );
 
         // Load into a fresh VarMap (resume training).
         let mut vm2 = VarMap::new();
         let net2 = PointNet::new(small(), VarBuilder::from_varmap(&vm2, DType::F32, &dev)).unwrap();
         vm2.load(&path).unwrap();
-        assert_eq!(max_abs_diff(&want, &net2.forward_t(&x, false).unwrap()), 0.0);
+        assert_eq!(
+            max_abs_diff(&want, &net2.forward_t(&x, false).unwrap()),
+            0.0
+        );
     }
 
     #[test]
@@ -577,7 +639,15 @@ mod tests {
         let dev = Device::Cpu;
         let vm = VarMap::new();
         let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: 1e-2, weight_decay: 0.0, ..Default::default() }).unwrap();
+        let mut opt = AdamW::new(
+            vm.all_vars(),
+            ParamsAdamW {
+                lr: 1e-2,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let x = points(4, 64, 5);
         let idx = Tensor::new(&[0u32, 5, 9, 17, 33, 63], &dev).unwrap();
         let mut losses = vec![];
