@@ -141,10 +141,10 @@ impl Scratch {
         &mut self.a[..len]
     }
 
-    /// Runs `layers` on the `rows` rows held in the first buffer; returns the length of
-    /// the result, again in the first buffer.
-    pub fn run(&mut self, layers: &[RawLinear], rows: usize) -> usize {
-        let mut len = self.a.len();
+    /// Runs `layers` on the `rows` rows of width `width` held in the first buffer; returns
+    /// the length of the result, again in the first buffer.
+    pub fn run(&mut self, layers: &[RawLinear], rows: usize, width: usize) -> usize {
+        let mut len = rows * width;
         for l in layers {
             l.forward(&mut self.b, &self.a[..rows * l.k], rows);
             std::mem::swap(&mut self.a, &mut self.b);

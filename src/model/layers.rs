@@ -67,7 +67,7 @@ impl BatchNorm {
         self.forward_act_t(x, Activation::None, train)
     }
 
-    /// `act(bn(x))`; in train mode one fused op (see [`super::ops`]).
+    /// `act(bn(x))`; in train mode one fused op (see `model/ops.rs`).
     pub fn forward_act_t(&self, x: &Tensor, act: Activation, train: bool) -> Result<Tensor> {
         if !train {
             let (scale, shift) = self.eval_affine()?;
@@ -256,7 +256,7 @@ impl PointLinear {
     }
 
     /// `x`: `[M, in]` -> `[M, out]`. In train mode with batch norm this is one fused
-    /// graph node (see [`super::ops`]).
+    /// graph node (see `model/ops.rs`).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.bn, &self.bias, train) {
             (Some(bn), None, true) => bn.linear_act_train(x, &self.weight, self.act),

@@ -401,9 +401,9 @@ impl CpuPointNet {
                 |s, (loc, x)| {
                     let rows = x.len() / 3;
                     s.input(x.len()).copy_from_slice(x);
-                    let len = s.run(&self.local, rows);
+                    let len = s.run(&self.local, rows, 3);
                     loc.copy_from_slice(&s.split().0[..len]);
-                    let len = s.run(rest, rows);
+                    let len = s.run(rest, rows, cl);
                     let (h, z) = s.split();
                     cpu::matmul(z, &h[..len], &last.wt, rows, last.k, g);
                     let mut m = vec![f32::NEG_INFINITY; g];
@@ -438,7 +438,7 @@ impl CpuPointNet {
                     let y = s.input(rows * s0.n);
                     cpu::matmul(y, loc, &s0.wt, rows, cl, s0.n);
                     cpu::bias_act(y, &bias0, s0.relu);
-                    let len = s.run(&self.seg, rows);
+                    let len = s.run(&self.seg, rows, s0.n);
                     self.head.forward(o, &s.split().0[..len], rows);
                 },
             );
