@@ -21,13 +21,15 @@
 //! batch norm / activation / max, which is memory bound and dominates the step time.
 //! As in PointNet, the first head layer adds its global half once per cloud.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Activation, PointLinear};
-use super::ops::{add_per_cloud, max_over_points};
+use super::ops::{add_per_cloud, edge_affine_act_max, fast_path, max_over_points, EdgeGraph};
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
 
 const LEAKY_SLOPE: f64 = 0.2;
@@ -73,13 +75,25 @@ impl EdgeConv {
     }
 
     /// `x`: `[B*N, C]`, `nbr`: flat neighbour rows `[B*N*k]` (u32, indices into `x`).
-    fn forward_t(&self, x: &Tensor, nbr: &Tensor, k: usize, train: bool) -> Result<Tensor> {
+    /// With `graph` (the same neighbours, CPU f32 only) the edge part runs as one fused op
+    /// that never forms the `[B*N*k, O]` edge tensor; without it, from candle primitives.
+    fn forward_t(&self, x: &Tensor, nbr: &Tensor, graph: Option<&Arc<EdgeGraph>>, k: usize, train: bool) -> Result<Tensor> {
         let c = self.in_dim;
         let w = self.lin.weight(); // [O, 2C]
         let w1 = w.narrow(1, 0, c)?;
         let w2 = w.narrow(1, c, c)?;
         let a = x.matmul(&(w1 - &w2)?.t()?)?; // centre term [B*N, O]
         let bm = x.matmul(&w2.t()?)?; // neighbour term [B*N, O]
+        let bn = self.lin.batch_norm().expect("EdgeConv layers have batch norm");
+        let act = self.lin.activation();
+        if let Some(g) = graph.filter(|_| fast_path(&[&a, &bm])) {
+            return if train {
+                bn.edge_act_max_train(&a, &bm, g.clone(), act)
+            } else {
+                let (scale, shift) = bn.eval_affine()?;
+                edge_affine_act_max(&a, &bm, g, &scale, &shift, act)
+            };
+        }
         let (m, o) = a.dims2()?;
         let z = bm
             .index_select(nbr, 0)?
@@ -153,7 +167,12 @@ impl Backbone for Dgcnn {
             let c = x.dim(1)?;
             let idx = knn(&x.reshape((b, n, c))?, k)?; // [B, N, k] within-cloud indices
             let nbr = to_global_rows(&idx)?;
-            x = e.forward_t(&x, &nbr, k, train)?;
+            let graph = if fast_path(&[&x]) {
+                Some(Arc::new(EdgeGraph::new(nbr.to_vec1()?, k)?))
+            } else {
+                None
+            };
+            x = e.forward_t(&x, &nbr, graph.as_ref(), k, train)?;
             feats.push(x.clone());
         }
         let cat = Tensor::cat(&feats, 1)?; // [B*N, sum(edge)]
@@ -280,7 +299,11 @@ mod tests {
         let (b, n, k) = (2, 7, 3);
         let x = Tensor::randn(0f32, 1.0, (b * n, 3), &dev).unwrap();
         let nbr = to_global_rows(&knn(&x.reshape((b, n, 3)).unwrap(), k).unwrap()).unwrap();
-        let got = e.forward_t(&x, &nbr, k, false).unwrap();
+        let got = e.forward_t(&x, &nbr, None, k, false).unwrap();
+        let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
+        let fused = e.forward_t(&x, &nbr, Some(&graph), k, false).unwrap();
+        let d: f32 = (&got - fused).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(d < 1e-5, "fused eval diff {d}");
         let xi = x
             .unsqueeze(1)
             .unwrap()
@@ -307,6 +330,45 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!(d < 1e-5, "diff {d}");
+    }
+
+    /// The fused EdgeConv op against the candle-primitive path in train mode: outputs,
+    /// running statistics and the gradients of every input.
+    #[test]
+    fn fused_edgeconv_train_matches_generic() {
+        let dev = Device::Cpu;
+        let (b, n, k, cin, cout) = (2, 40, 5, 6, 9);
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b * n, cin), &dev).unwrap()).unwrap();
+        let nbr = to_global_rows(&knn(&x.as_tensor().reshape((b, n, cin)).unwrap(), k).unwrap()).unwrap();
+        let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
+        let wy = Tensor::randn(0f32, 1.0, (b * n, cout), &dev).unwrap();
+        let run = |fused: bool| {
+            let vm = VarMap::new();
+            let e = EdgeConv::new(cin, cout, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+            // Deterministic, non-trivial parameters (same for both runs).
+            for (name, v) in vm.data().lock().unwrap().iter() {
+                let len = v.elem_count();
+                let vals: Vec<f32> = (0..len).map(|i| ((i * 7 + name.len()) % 13) as f32 / 13.0 - 0.4).collect();
+                v.set(&Tensor::from_vec(vals, v.shape(), &dev).unwrap()).unwrap();
+            }
+            let g = fused.then_some(&graph);
+            let y = e.forward_t(x.as_tensor(), &nbr, g, k, true).unwrap();
+            let grads = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();
+            let bn = e.lin.batch_norm().unwrap();
+            let mut out = vec![y.clone(), bn.running_mean().copy().unwrap(), bn.running_var().copy().unwrap()];
+            out.push(grads.get(x.as_tensor()).unwrap().clone());
+            let data = vm.data().lock().unwrap();
+            for name in ["weight", "bn.weight", "bn.bias"] {
+                out.push(grads.get(data[name].as_tensor()).unwrap().clone());
+            }
+            out
+        };
+        let (f, g) = (run(true), run(false));
+        for (i, (a, b)) in f.iter().zip(&g).enumerate() {
+            let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let d: f32 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(d < 1e-4 * scale.max(1.0), "output {i}: diff {d} (scale {scale})");
+        }
     }
 
     #[test]

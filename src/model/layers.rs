@@ -117,6 +117,21 @@ impl BatchNorm {
         Ok(y)
     }
 
+    /// Train-mode fused EdgeConv tail (`max over k of act(bn(a_i + bm_j))`), updating the
+    /// running statistics with the moments over all edges.
+    pub(crate) fn edge_act_max_train(
+        &self,
+        a: &Tensor,
+        bm: &Tensor,
+        graph: std::sync::Arc<super::ops::EdgeGraph>,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let edges = graph.nbr.len();
+        let (y, mean, var) = super::ops::edge_bn_act_max_train(a, bm, graph, &self.weight, &self.bias, act, self.eps)?;
+        self.update_running(&mean, &var, edges)?;
+        Ok(y)
+    }
+
     /// Exponential moving average of the batch statistics (PyTorch's convention).
     pub(crate) fn update_running(&self, mean: &Tensor, var: &Tensor, m: usize) -> Result<()> {
         let mo = self.momentum;
