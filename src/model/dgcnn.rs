@@ -77,14 +77,24 @@ impl EdgeConv {
     /// `x`: `[B*N, C]`, `nbr`: flat neighbour rows `[B*N*k]` (u32, indices into `x`).
     /// With `graph` (the same neighbours, CPU f32 only) the edge part runs as one fused op
     /// that never forms the `[B*N*k, O]` edge tensor; without it, from candle primitives.
-    fn forward_t(&self, x: &Tensor, nbr: &Tensor, graph: Option<&Arc<EdgeGraph>>, k: usize, train: bool) -> Result<Tensor> {
+    fn forward_t(
+        &self,
+        x: &Tensor,
+        nbr: &Tensor,
+        graph: Option<&Arc<EdgeGraph>>,
+        k: usize,
+        train: bool,
+    ) -> Result<Tensor> {
         let c = self.in_dim;
         let w = self.lin.weight(); // [O, 2C]
         let w1 = w.narrow(1, 0, c)?;
         let w2 = w.narrow(1, c, c)?;
         let a = x.matmul(&(w1 - &w2)?.t()?)?; // centre term [B*N, O]
         let bm = x.matmul(&w2.t()?)?; // neighbour term [B*N, O]
-        let bn = self.lin.batch_norm().expect("EdgeConv layers have batch norm");
+        let bn = self
+            .lin
+            .batch_norm()
+            .expect("EdgeConv layers have batch norm");
         let act = self.lin.activation();
         if let Some(g) = graph.filter(|_| fast_path(&[&a, &bm])) {
             return if train {
@@ -201,39 +211,105 @@ impl Backbone for Dgcnn {
 /// k nearest neighbours (squared Euclidean, the point itself included) of every point
 /// within its own cloud: `x` `[B, N, C]` -> `[B, N, k]` u32 indices, nearest first (ties
 /// by lower index). Not differentiable (the graph is a discrete choice, as in DGCNN).
-///
-/// The distance matrix comes from one batched matmul on `x`'s device; the selection runs
-/// on the CPU with a linear-time partial sort per row.
 pub fn knn(x: &Tensor, k: usize) -> Result<Tensor> {
-    let (b, n, _c) = x.dims3()?;
+    let (b, n, c) = x.dims3()?;
     if k == 0 || k > n {
         candle_core::bail!("knn: k = {k} must be in 1..={n}");
     }
     let x = x.detach().to_dtype(DType::F32)?;
-    let sq = x.sqr()?.sum_keepdim(2)?; // [B, N, 1]
-                                       // Row i ranks j by |x_j|^2 - 2 x_i.x_j (|x_i|^2 is constant along the row).
-    let score = x
-        .matmul(&x.t()?)?
-        .affine(-2.0, 0.0)?
-        .broadcast_add(&sq.transpose(1, 2)?)?;
-    let score: Vec<f32> = score.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
-    let mut out = vec![0u32; b * n * k];
-    out.par_chunks_mut(k)
-        .zip(score.par_chunks(n))
-        .for_each_init(Vec::new, |cand: &mut Vec<(f32, u32)>, (dst, row)| {
-            cand.clear();
-            cand.extend(row.iter().enumerate().map(|(j, &s)| (s, j as u32)));
-            let by = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-            if k < n {
-                cand.select_nth_unstable_by(k - 1, by);
-            }
-            let best = &mut cand[..k];
-            best.sort_unstable_by(by);
-            for (d, (_, j)) in dst.iter_mut().zip(best.iter()) {
-                *d = *j;
-            }
-        });
+    let out = if x.device().is_cpu() {
+        knn_cpu(&x.flatten_all()?.to_vec1()?, b, n, c, k)
+    } else {
+        // Distance ranks from one batched matmul on the device, selection on the CPU.
+        let sq = x.sqr()?.sum_keepdim(2)?; // [B, N, 1]
+        let score = x
+            .matmul(&x.t()?)?
+            .affine(-2.0, 0.0)?
+            .broadcast_add(&sq.transpose(1, 2)?)?;
+        let score: Vec<f32> = score.flatten_all()?.to_device(&Device::Cpu)?.to_vec1()?;
+        let mut out = vec![0u32; b * n * k];
+        out.par_chunks_mut(k)
+            .zip(score.par_chunks(n))
+            .for_each_init(Vec::new, |best, (dst, row)| top_k(row, k, best, dst));
+        out
+    };
     Tensor::from_vec(out, (b, n, k), x.device())
+}
+
+/// Rows per k-NN tile: a `[256, N]` score block stays in L2 for N up to a few thousand.
+const KNN_TILE: usize = 256;
+
+/// CPU k-NN: per (cloud, tile of rows) one gemm for the dot products, then a top-k scan of
+/// each row while it is in cache; no `[N, N]` matrix is ever stored.
+fn knn_cpu(x: &[f32], b: usize, n: usize, c: usize, k: usize) -> Vec<u32> {
+    let sq: Vec<f32> = x
+        .chunks_exact(c)
+        .map(|p| p.iter().map(|v| v * v).sum())
+        .collect();
+    let mut out = vec![0u32; b * n * k];
+    out.par_chunks_mut(n * k)
+        .enumerate()
+        .flat_map(|(cloud, o)| {
+            o.par_chunks_mut(KNN_TILE * k)
+                .enumerate()
+                .map(move |(t, d)| (cloud, t * KNN_TILE, d))
+        })
+        .for_each_init(
+            || (vec![0f32; KNN_TILE * n], Vec::new()),
+            |(dots, best), (cloud, r0, dst)| {
+                let rows = dst.len() / k;
+                let xs = &x[cloud * n * c..(cloud + 1) * n * c];
+                // SAFETY: dots is rows x n; lhs rows x c; rhs is xs read transposed (c x n).
+                unsafe {
+                    super::cpu::gemm_raw(
+                        (rows, n, c),
+                        dots.as_mut_ptr(),
+                        n,
+                        false,
+                        (xs[r0 * c..].as_ptr(), 1, c),
+                        (xs.as_ptr(), c, 1),
+                    )
+                }
+                let sqc = &sq[cloud * n..(cloud + 1) * n];
+                for (r, d) in dst.chunks_exact_mut(k).enumerate() {
+                    let row = &mut dots[r * n..(r + 1) * n];
+                    // |x_j|^2 - 2 x_i.x_j ranks j like the distance (|x_i|^2 is constant).
+                    row.iter_mut()
+                        .zip(sqc)
+                        .for_each(|(v, &s)| *v = s - 2.0 * *v);
+                    top_k(row, k, best, d);
+                }
+            },
+        );
+    out
+}
+
+/// Writes the indices of the `k` smallest scores of `row` into `dst`, ascending by
+/// (score, index). A sorted insertion list: after the first few candidates almost every
+/// score fails the single comparison against the current k-th best.
+fn top_k(row: &[f32], k: usize, best: &mut Vec<(f32, u32)>, dst: &mut [u32]) {
+    best.clear();
+    for (j, &s) in row.iter().enumerate() {
+        if s.is_nan() {
+            continue;
+        }
+        if best.len() == k {
+            if s >= best[k - 1].0 {
+                continue;
+            }
+            best.pop();
+        }
+        let mut p = best.len();
+        while p > 0 && best[p - 1].0 > s {
+            p -= 1;
+        }
+        best.insert(p, (s, j as u32));
+    }
+    // Fewer than k finite scores (NaN input): pad with the last found, or row 0.
+    let last = best.last().map_or(0, |b| b.1);
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = best.get(i).map_or(last, |b| b.1);
+    }
 }
 
 /// Turns within-cloud neighbour indices `[B, N, k]` into flat row indices of the
@@ -290,6 +366,43 @@ mod tests {
         assert!(knn(&x, 6).is_err());
     }
 
+    /// The tiled CPU k-NN against a brute-force f64 sort, with N not a multiple of the
+    /// tile so that tiles end inside a cloud.
+    #[test]
+    fn knn_matches_brute_force_across_tiles() {
+        let (b, n, c, k) = (2, 300, 5, 7);
+        let mut state = 12345u64;
+        let v: Vec<f32> = (0..b * n * c)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let x = Tensor::from_vec(v.clone(), (b, n, c), &Device::Cpu).unwrap();
+        let got: Vec<Vec<Vec<u32>>> = knn(&x, k).unwrap().to_vec3().unwrap();
+        for cloud in 0..b {
+            let p = |i: usize| &v[(cloud * n + i) * c..(cloud * n + i + 1) * c];
+            for i in 0..n {
+                let mut d: Vec<(f64, u32)> = (0..n)
+                    .map(|j| {
+                        (
+                            p(i).iter()
+                                .zip(p(j))
+                                .map(|(a, b)| ((a - b) as f64).powi(2))
+                                .sum(),
+                            j as u32,
+                        )
+                    })
+                    .collect();
+                d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let want: Vec<u32> = d[..k].iter().map(|e| e.1).collect();
+                assert_eq!(got[cloud][i], want, "cloud {cloud} point {i}");
+            }
+        }
+    }
+
     #[test]
     fn edgeconv_equals_explicit_edge_features() {
         // The (W1 - W2) x_i + W2 x_j rewrite against the literal [x_i, x_j - x_i] product.
@@ -302,7 +415,14 @@ mod tests {
         let got = e.forward_t(&x, &nbr, None, k, false).unwrap();
         let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
         let fused = e.forward_t(&x, &nbr, Some(&graph), k, false).unwrap();
-        let d: f32 = (&got - fused).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let d: f32 = (&got - fused)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(d < 1e-5, "fused eval diff {d}");
         let xi = x
             .unsqueeze(1)
@@ -338,24 +458,35 @@ mod tests {
     fn fused_edgeconv_train_matches_generic() {
         let dev = Device::Cpu;
         let (b, n, k, cin, cout) = (2, 40, 5, 6, 9);
-        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b * n, cin), &dev).unwrap()).unwrap();
-        let nbr = to_global_rows(&knn(&x.as_tensor().reshape((b, n, cin)).unwrap(), k).unwrap()).unwrap();
+        let x =
+            candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b * n, cin), &dev).unwrap())
+                .unwrap();
+        let nbr =
+            to_global_rows(&knn(&x.as_tensor().reshape((b, n, cin)).unwrap(), k).unwrap()).unwrap();
         let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
         let wy = Tensor::randn(0f32, 1.0, (b * n, cout), &dev).unwrap();
         let run = |fused: bool| {
             let vm = VarMap::new();
-            let e = EdgeConv::new(cin, cout, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+            let e =
+                EdgeConv::new(cin, cout, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
             // Deterministic, non-trivial parameters (same for both runs).
             for (name, v) in vm.data().lock().unwrap().iter() {
                 let len = v.elem_count();
-                let vals: Vec<f32> = (0..len).map(|i| ((i * 7 + name.len()) % 13) as f32 / 13.0 - 0.4).collect();
-                v.set(&Tensor::from_vec(vals, v.shape(), &dev).unwrap()).unwrap();
+                let vals: Vec<f32> = (0..len)
+                    .map(|i| ((i * 7 + name.len()) % 13) as f32 / 13.0 - 0.4)
+                    .collect();
+                v.set(&Tensor::from_vec(vals, v.shape(), &dev).unwrap())
+                    .unwrap();
             }
             let g = fused.then_some(&graph);
             let y = e.forward_t(x.as_tensor(), &nbr, g, k, true).unwrap();
             let grads = (&y * &wy).unwrap().sum_all().unwrap().backward().unwrap();
             let bn = e.lin.batch_norm().unwrap();
-            let mut out = vec![y.clone(), bn.running_mean().copy().unwrap(), bn.running_var().copy().unwrap()];
+            let mut out = vec![
+                y.clone(),
+                bn.running_mean().copy().unwrap(),
+                bn.running_var().copy().unwrap(),
+            ];
             out.push(grads.get(x.as_tensor()).unwrap().clone());
             let data = vm.data().lock().unwrap();
             for name in ["weight", "bn.weight", "bn.bias"] {
@@ -366,8 +497,18 @@ mod tests {
         let (f, g) = (run(true), run(false));
         for (i, (a, b)) in f.iter().zip(&g).enumerate() {
             let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-            let d: f32 = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-            assert!(d < 1e-4 * scale.max(1.0), "output {i}: diff {d} (scale {scale})");
+            let d: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                d < 1e-4 * scale.max(1.0),
+                "output {i}: diff {d} (scale {scale})"
+            );
         }
     }
 

@@ -127,7 +127,15 @@ impl BatchNorm {
         act: Activation,
     ) -> Result<Tensor> {
         let edges = graph.nbr.len();
-        let (y, mean, var) = super::ops::edge_bn_act_max_train(a, bm, graph, &self.weight, &self.bias, act, self.eps)?;
+        let (y, mean, var) = super::ops::edge_bn_act_max_train(
+            a,
+            bm,
+            graph,
+            &self.weight,
+            &self.bias,
+            act,
+            self.eps,
+        )?;
         self.update_running(&mean, &var, edges)?;
         Ok(y)
     }

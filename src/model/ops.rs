@@ -1042,7 +1042,10 @@ impl EdgeGraph {
     pub fn new(nbr: Vec<u32>, k: usize) -> Result<Self> {
         let m = nbr.len() / k.max(1);
         if k == 0 || nbr.len() != m * k || nbr.iter().any(|&j| j as usize >= m) {
-            candle_core::bail!("edge graph: {} neighbour rows do not form {m} x {k} within range", nbr.len());
+            candle_core::bail!(
+                "edge graph: {} neighbour rows do not form {m} x {k} within range",
+                nbr.len()
+            );
         }
         // Counting sort of the edges by target row.
         let mut rev_ptr = vec![0u32; m + 1];
@@ -1058,7 +1061,12 @@ impl EdgeGraph {
             rev_src[fill[j as usize] as usize] = e as u32;
             fill[j as usize] += 1;
         }
-        Ok(Self { k, nbr, rev_ptr, rev_src })
+        Ok(Self {
+            k,
+            nbr,
+            rev_ptr,
+            rev_src,
+        })
     }
 
     fn rows(&self) -> usize {
@@ -1120,7 +1128,14 @@ multiversion! {
 
 /// Max over the k edges of each point of `act(bn(a_i + bm_j))` with fixed per-channel
 /// `scale`/`shift` (eval-mode batch norm, or train mode once the moments are known).
-fn edge_max_all(a: &[f32], bm: &[f32], g: &EdgeGraph, scale: &[f32], shift: &[f32], slope: f32) -> (Vec<f32>, Vec<u32>) {
+fn edge_max_all(
+    a: &[f32],
+    bm: &[f32],
+    g: &EdgeGraph,
+    scale: &[f32],
+    shift: &[f32],
+    slope: f32,
+) -> (Vec<f32>, Vec<u32>) {
     let c = scale.len();
     let m = g.rows();
     let mut out = vec![0f32; m * c];
@@ -1132,7 +1147,16 @@ fn edge_max_all(a: &[f32], bm: &[f32], g: &EdgeGraph, scale: &[f32], shift: &[f3
             let r0 = t * ROWS;
             let rows = o.len() / c;
             let ns = &g.nbr[r0 * g.k..(r0 + rows) * g.k];
-            edge_max(o, ag, &a[r0 * c..(r0 + rows) * c], bm, ns, scale, shift, slope);
+            edge_max(
+                o,
+                ag,
+                &a[r0 * c..(r0 + rows) * c],
+                bm,
+                ns,
+                scale,
+                shift,
+                slope,
+            );
         });
     (out, arg)
 }
@@ -1182,23 +1206,48 @@ impl CustomOp3 for EdgeBnActMax {
             candle_core::bail!("edge-bn-act-max: shapes do not match the graph");
         }
         let k = g.k;
-        let shift: Vec<f32> = a[..c].iter().zip(&bm[g.nbr[0] as usize * c..][..c]).map(|(x, y)| x + y).collect();
+        let shift: Vec<f32> = a[..c]
+            .iter()
+            .zip(&bm[g.nbr[0] as usize * c..][..c])
+            .map(|(x, y)| x + y)
+            .collect();
         let parts = (0..m.div_ceil(ROWS)).into_par_iter().map(|t| {
             let r0 = t * ROWS;
             let r1 = (r0 + ROWS).min(m);
             let (mut s, mut q) = (vec![0f32; c], vec![0f32; c]);
-            edge_sums(&a[r0 * c..r1 * c], bm, &g.nbr[r0 * k..r1 * k], &shift, &mut s, &mut q);
+            edge_sums(
+                &a[r0 * c..r1 * c],
+                bm,
+                &g.nbr[r0 * k..r1 * k],
+                &shift,
+                &mut s,
+                &mut q,
+            );
             (s, q)
         });
         let (sum, sq) = sum_partials(parts, c);
         let e = (m * k) as f64;
         let dmean: Vec<f64> = sum.iter().map(|s| s / e).collect();
-        let var: Vec<f64> = sq.iter().zip(&dmean).map(|(q, mu)| (q / e - mu * mu).max(0.0)).collect();
-        let mean: Vec<f64> = dmean.iter().zip(&shift).map(|(d, &s)| d + s as f64).collect();
+        let var: Vec<f64> = sq
+            .iter()
+            .zip(&dmean)
+            .map(|(q, mu)| (q / e - mu * mu).max(0.0))
+            .collect();
+        let mean: Vec<f64> = dmean
+            .iter()
+            .zip(&shift)
+            .map(|(d, &s)| d + s as f64)
+            .collect();
         let istd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (gamma, beta) = (&gb[..c], &gb[c..]);
-        let scale: Vec<f32> = istd.iter().zip(gamma).map(|(i, &g)| (i * g as f64) as f32).collect();
-        let shift_out: Vec<f32> = (0..c).map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32).collect();
+        let scale: Vec<f32> = istd
+            .iter()
+            .zip(gamma)
+            .map(|(i, &g)| (i * g as f64) as f32)
+            .collect();
+        let shift_out: Vec<f32> = (0..c)
+            .map(|j| (beta[j] as f64 - mean[j] * scale[j] as f64) as f32)
+            .collect();
         let (y, arg) = edge_max_all(a, bm, g, &scale, &shift_out, slope(self.act));
         *self.state.lock().unwrap() = EdgeState {
             stats: BnStats {
@@ -1230,7 +1279,11 @@ impl CustomOp3 for EdgeBnActMax {
             let (bs, arg) = (&st.stats, &st.arg);
             let sl = slope(self.act);
             // Output gradient at the winning edges.
-            let gw: Vec<f32> = dy.iter().zip(y).map(|(&d, &v)| if v > 0.0 { d } else { d * sl }).collect();
+            let gw: Vec<f32> = dy
+                .iter()
+                .zip(y)
+                .map(|(&d, &v)| if v > 0.0 { d } else { d * sl })
+                .collect();
             let parts = (0..m.div_ceil(ROWS)).into_par_iter().map(|t| {
                 let (r0, r1) = (t * ROWS, ((t + 1) * ROWS).min(m));
                 let (mut sg, mut sgx) = (vec![0f32; c], vec![0f32; c]);
@@ -1247,7 +1300,11 @@ impl CustomOp3 for EdgeBnActMax {
             let (sg, sgx) = sum_partials(parts, c);
             let ef = (m * k) as f32;
             let dbeta: Vec<f32> = sg.iter().map(|&v| v as f32).collect();
-            let dgamma: Vec<f32> = sgx.iter().zip(&bs.istd).map(|(&v, &i)| v as f32 * i).collect();
+            let dgamma: Vec<f32> = sgx
+                .iter()
+                .zip(&bs.istd)
+                .map(|(&v, &i)| v as f32 * i)
+                .collect();
             let kk: Vec<f32> = (0..c).map(|j| bs.gamma[j] * bs.istd[j]).collect();
             let mg: Vec<f32> = dbeta.iter().map(|v| v / ef).collect();
             let q: Vec<f32> = (0..c).map(|j| bs.istd[j] * dgamma[j] / ef).collect();
@@ -1257,7 +1314,9 @@ impl CustomOp3 for EdgeBnActMax {
             let mut da = vec![0f32; m * c];
             da.par_chunks_mut(c).enumerate().for_each(|(i, out)| {
                 for &j in &g.nbr[i * k..(i + 1) * k] {
-                    out.iter_mut().zip(&bm[j as usize * c..][..c]).for_each(|(o, &b)| *o += b);
+                    out.iter_mut()
+                        .zip(&bm[j as usize * c..][..c])
+                        .for_each(|(o, &b)| *o += b);
                 }
                 for ch in 0..c {
                     let zsum = kf * a[i * c + ch] + out[ch] - kf * mean[ch];
@@ -1326,11 +1385,20 @@ pub(crate) fn edge_bn_act_max_train(
 }
 
 /// Eval-mode EdgeConv tail on the CPU (fixed batch-norm affine, no graph).
-pub(crate) fn edge_affine_act_max(a: &Tensor, bm: &Tensor, graph: &EdgeGraph, scale: &Tensor, shift: &Tensor, act: Activation) -> Result<Tensor> {
+pub(crate) fn edge_affine_act_max(
+    a: &Tensor,
+    bm: &Tensor,
+    graph: &EdgeGraph,
+    scale: &Tensor,
+    shift: &Tensor,
+    act: Activation,
+) -> Result<Tensor> {
     let (m, c) = a.dims2()?;
     let (a, bm) = (a.contiguous()?, bm.contiguous()?);
     let (scale, shift): (Vec<f32>, Vec<f32>) = (scale.to_vec1()?, shift.to_vec1()?);
-    let y = with_f32(&[&a, &bm], |s| Ok(edge_max_all(s[0], s[1], graph, &scale, &shift, slope(act)).0))?;
+    let y = with_f32(&[&a, &bm], |s| {
+        Ok(edge_max_all(s[0], s[1], graph, &scale, &shift, slope(act)).0)
+    })?;
     Tensor::from_vec(y, (m, c), a.device())
 }
 
