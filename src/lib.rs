@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod geodesic;
+pub mod model;
 
 pub use cloud::Cloud;
 pub use error::{Error, Result};

@@ -1,0 +1,662 @@
+//! PointNet, segmentation form (Qi et al. 2017, without the T-Nets), channels-last.
+//!
+//! ```text
+//! xyz [B,N,3] -> local MLP 3-64-64 ----------------------------+-> local [B*N,64]
+//!                   -> global MLP 64-64-128-1024 -> max over N -+-> global [B,1024]
+//! seg MLP on [local, global] (1088-512-256-128) -> linear 128-D -> embeddings [B,N,D]
+//! ```
+//! Batch norm + ReLU follow every MLP layer; the final linear has neither.
+//!
+//! The first segmentation layer never materialises the 1088-wide concatenation:
+//! `W [local; global] = W_l local + W_g global`, and `W_g global` is the same for every
+//! point of a cloud, so it is computed once per cloud and broadcast (this removes more than
+//! half of the network's FLOPs and the `[B*N, 1088]` copy, in training and inference alike).
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::cpu::{self, RawLinear, Scratch};
+use super::ops::add_per_cloud;
+
+use super::layers::{Activation, PointLinear};
+use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
+
+/// PointNet widths. Defaults are the segmentation network of the PointNet paper with a
+/// D-dimensional linear head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PointNetConfig {
+    /// Output embedding dimension D.
+    pub embed_dim: usize,
+    /// Per-point MLP producing the local feature (input 3).
+    pub local: Vec<usize>,
+    /// Per-point MLP applied to the local feature before the global max-pool.
+    pub global: Vec<usize>,
+    /// Per-point MLP on `[local, global]`, followed by the linear head to D.
+    pub seg: Vec<usize>,
+}
+
+impl Default for PointNetConfig {
+    fn default() -> Self {
+        Self {
+            embed_dim: DEFAULT_EMBED_DIM,
+            local: vec![64, 64],
+            global: vec![64, 128, 1024],
+            seg: vec![512, 256, 128],
+        }
+    }
+}
+
+impl PointNetConfig {
+    fn validate(&self) -> Result<()> {
+        if self.local.is_empty() || self.global.is_empty() || self.seg.is_empty() {
+            candle_core::bail!("PointNet needs non-empty local, global and seg MLPs");
+        }
+        if self.embed_dim == 0
+            || [&self.local, &self.global, &self.seg]
+                .iter()
+                .any(|v| v.contains(&0))
+        {
+            candle_core::bail!("PointNet widths must be positive");
+        }
+        Ok(())
+    }
+
+    /// Multiply-accumulates per point of the eval-mode network (with the per-cloud global
+    /// half of the first segmentation layer left out, as the implementation does).
+    pub fn macs_per_point(&self) -> usize {
+        let mut macs = 0;
+        let mut c = 3;
+        for &o in self.local.iter().chain(&self.global) {
+            macs += c * o;
+            c = o;
+        }
+        let mut c = *self.local.last().unwrap_or(&3);
+        for &o in self.seg.iter().chain(std::iter::once(&self.embed_dim)) {
+            macs += c * o;
+            c = o;
+        }
+        macs
+    }
+}
+
+/// Trainable PointNet (see the module docs for the layout).
+pub struct PointNet {
+    cfg: BackboneConfig,
+    local: Vec<PointLinear>,
+    global: Vec<PointLinear>,
+    seg: Vec<PointLinear>,
+    head: PointLinear,
+}
+
+fn mlp(
+    in_dim: usize,
+    widths: &[usize],
+    vb: &VarBuilder,
+    prefix: &str,
+) -> Result<(Vec<PointLinear>, usize)> {
+    let mut layers = Vec::with_capacity(widths.len());
+    let mut c = in_dim;
+    for (i, &o) in widths.iter().enumerate() {
+        layers.push(PointLinear::bn(
+            c,
+            o,
+            Activation::Relu,
+            vb.pp(prefix).pp(i),
+        )?);
+        c = o;
+    }
+    Ok((layers, c))
+}
+
+impl PointNet {
+    /// Weights: `local.{i}`, `global.{i}`, `seg.{i}` (each `weight` + `bn.*`) and
+    /// `head.{weight,bias}`.
+    pub fn new(cfg: PointNetConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let (local, c_local) = mlp(3, &cfg.local, &vb, "local")?;
+        let (global, c_global) = mlp(c_local, &cfg.global, &vb, "global")?;
+        let (seg, c_seg) = mlp(c_local + c_global, &cfg.seg, &vb, "seg")?;
+        let head = PointLinear::plain(c_seg, cfg.embed_dim, vb.pp("head"))?;
+        Ok(Self {
+            cfg: BackboneConfig::PointNet(cfg),
+            local,
+            global,
+            seg,
+            head,
+        })
+    }
+
+    pub fn pointnet_config(&self) -> &PointNetConfig {
+        match &self.cfg {
+            BackboneConfig::PointNet(c) => c,
+            _ => unreachable!("PointNet always holds a PointNet config"),
+        }
+    }
+
+    fn local_dim(&self) -> usize {
+        self.local.last().map(|l| l.out_dim()).unwrap_or(3)
+    }
+
+    /// The inference-only version of this network (current weights, eval mode).
+    pub fn fused(&self) -> Result<FusedPointNet> {
+        let fold = |ls: &[PointLinear]| ls.iter().map(FusedLinear::new).collect::<Result<Vec<_>>>();
+        let local = fold(&self.local)?;
+        let global = fold(&self.global)?;
+        let mut seg = fold(&self.seg)?;
+        // Split the first segmentation layer's (already folded) [1088, S] weight.
+        let first = seg.remove(0);
+        let cl = self.local_dim();
+        let cg = first.wt.dim(0)? - cl;
+        let seg0_local = FusedLinear {
+            wt: first.wt.narrow(0, 0, cl)?.contiguous()?,
+            b: first.b.clone(),
+            relu: first.relu,
+        };
+        let seg0_global = first.wt.narrow(0, cl, cg)?.contiguous()?;
+        let head = FusedLinear::new(&self.head)?;
+        let raw = |ls: &[FusedLinear]| ls.iter().map(FusedLinear::raw).collect::<Result<Vec<_>>>();
+        let cpu = CpuPointNet {
+            local: raw(&local)?,
+            global: raw(&global)?,
+            seg0_local: seg0_local.raw()?,
+            seg0_global: seg0_local_global_raw(&seg0_global)?,
+            seg: raw(&seg)?,
+            head: head.raw()?,
+        };
+        Ok(FusedPointNet {
+            cfg: self.cfg.clone(),
+            local,
+            global,
+            seg0_local,
+            seg0_global,
+            seg,
+            head,
+            cpu,
+        })
+    }
+}
+
+impl Backbone for PointNet {
+    fn forward_t(&self, points: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, n) = check_points(points)?;
+        // Per-point local feature.
+        let mut local = points.reshape((b * n, 3))?;
+        for l in &self.local {
+            local = l.forward_t(&local, train)?;
+        }
+        // Global feature: per-point MLP, then max over the points of each cloud.
+        let (last, rest) = self.global.split_last().expect("validated non-empty");
+        let mut g = local.clone();
+        for l in rest {
+            g = l.forward_t(&g, train)?;
+        }
+        let global = last.forward_max_t(&g, n, train)?; // [B, G]
+        let cg = global.dim(1)?;
+
+        // First segmentation layer on [local, global] = W_l local + (W_g global per cloud).
+        let s0 = &self.seg[0];
+        let cl = self.local_dim();
+        let w = s0.weight();
+        let y_local = local.matmul(&w.narrow(1, 0, cl)?.t()?)?; // [B*N, S]
+        let y_global = global.matmul(&w.narrow(1, cl, cg)?.t()?)?; // [B, S]
+        let y = add_per_cloud(&y_local, &y_global)?;
+        let mut x = s0.post(&y, train)?;
+        for l in &self.seg[1..] {
+            x = l.forward_t(&x, train)?;
+        }
+        let e = self.head.forward_t(&x, train)?;
+        e.reshape((b, n, ()))
+    }
+
+    fn config(&self) -> &BackboneConfig {
+        &self.cfg
+    }
+}
+
+/// An eval-mode layer with batch norm folded in: `act(x wt + b)`, `wt` `[in, out]`
+/// contiguous so the matmul streams it row by row without a transpose.
+#[derive(Debug, Clone)]
+struct FusedLinear {
+    wt: Tensor,
+    b: Tensor,
+    relu: bool,
+}
+
+impl FusedLinear {
+    fn new(l: &PointLinear) -> Result<Self> {
+        let (wt, b) = l.folded()?;
+        let relu = match l.activation() {
+            Activation::Relu => true,
+            Activation::None => false,
+            a => candle_core::bail!("FusedPointNet cannot fold activation {a:?}"),
+        };
+        Ok(Self { wt, b, relu })
+    }
+
+    fn raw(&self) -> Result<RawLinear> {
+        let (k, n) = self.wt.dims2()?;
+        Ok(RawLinear {
+            wt: self.wt.flatten_all()?.to_vec1()?,
+            b: self.b.to_vec1()?,
+            k,
+            n,
+            relu: self.relu,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.wt)?.broadcast_add(&self.b)?;
+        if self.relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+/// Inference-only PointNet: batch norm folded into the linear layers, pre-transposed
+/// contiguous weights, and two exact rewrites that skip work:
+/// - the last global layer takes the max over points *before* bias and ReLU
+///   (`max_n relu(z_n + b) = relu(max_n z_n + b)`, both are monotone), so the
+///   `[N, 1024]` activation is touched once instead of three times;
+/// - the global half of the first segmentation layer is one `[1, 1024] x [1024, 512]`
+///   product per cloud, added to the bias.
+///
+/// Equals [`PointNet::forward_t`] with `train = false` up to float rounding.
+#[derive(Debug, Clone)]
+pub struct FusedPointNet {
+    cfg: BackboneConfig,
+    local: Vec<FusedLinear>,
+    global: Vec<FusedLinear>,
+    seg0_local: FusedLinear,
+    seg0_global: Tensor,
+    seg: Vec<FusedLinear>,
+    head: FusedLinear,
+    cpu: CpuPointNet,
+}
+
+impl FusedPointNet {
+    /// `points`: `[B, N, 3]` -> `[B, N, D]`. On the CPU this runs the plain-slice path
+    /// ([`Self::forward_cpu`]); elsewhere the same maths as candle tensor ops.
+    pub fn forward(&self, points: &Tensor) -> Result<Tensor> {
+        if points.device().is_cpu() {
+            self.forward_cpu(points)
+        } else {
+            self.forward_tensors(points)
+        }
+    }
+
+    /// CPU path: clouds are cut into tiles of points; each tile runs the whole per-point
+    /// chain with a single-threaded gemm while its activations stay in L2, and rayon
+    /// spreads the tiles over the cores (no per-layer thread hand-off, no allocation per
+    /// layer). Pass 1 gives the local features and the global max; pass 2 the head.
+    pub fn forward_cpu(&self, points: &Tensor) -> Result<Tensor> {
+        let (b, n) = check_points(points)?;
+        let pts: Vec<f32> = points.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let d = self.cpu.head.n;
+        let mut out = vec![0f32; b * n * d];
+        for (xs, out) in pts.chunks_exact(n * 3).zip(out.chunks_exact_mut(n * d)) {
+            self.cpu.cloud(xs, out, n);
+        }
+        Tensor::from_vec(out, (b, n, d), &Device::Cpu)?.to_device(points.device())
+    }
+
+    /// Tensor-op version of the same computation (any device; the CPU reference).
+    pub fn forward_tensors(&self, points: &Tensor) -> Result<Tensor> {
+        let (b, n) = check_points(points)?;
+        let mut local = points.reshape((b * n, 3))?;
+        for l in &self.local {
+            local = l.forward(&local)?;
+        }
+        let (last, rest) = self.global.split_last().expect("validated non-empty");
+        let mut g = local.clone();
+        for l in rest {
+            g = l.forward(&g)?;
+        }
+        let z = g.matmul(&last.wt)?; // [B*N, G], no bias yet
+        let cg = z.dim(1)?;
+        let global = z
+            .reshape((b, n, cg))?
+            .max(1)?
+            .broadcast_add(&last.b)?
+            .relu()?; // [B, G]
+
+        // Per-cloud bias of the first segmentation layer.
+        let bias0 = global
+            .matmul(&self.seg0_global)?
+            .broadcast_add(&self.seg0_local.b)?; // [B, S]
+        let s = bias0.dim(1)?;
+        let y = local
+            .matmul(&self.seg0_local.wt)?
+            .reshape((b, n, s))?
+            .broadcast_add(&bias0.unsqueeze(1)?)?
+            .relu()?
+            .reshape((b * n, s))?;
+        let mut x = y;
+        for l in &self.seg {
+            x = l.forward(&x)?;
+        }
+        self.head.forward(&x)?.reshape((b, n, ()))
+    }
+
+    pub fn config(&self) -> &BackboneConfig {
+        &self.cfg
+    }
+}
+
+/// Raw row-major copies of the fused weights for [`FusedPointNet::forward_cpu`].
+#[derive(Debug, Clone)]
+struct CpuPointNet {
+    local: Vec<RawLinear>,
+    global: Vec<RawLinear>,
+    seg0_local: RawLinear,
+    /// `[G, S]` global half of the first segmentation layer (bias and ReLU live in
+    /// `seg0_local`).
+    seg0_global: RawLinear,
+    seg: Vec<RawLinear>,
+    head: RawLinear,
+}
+
+/// Points per tile: 256 x 1024 floats (1 MiB) keeps the widest activation in L2.
+const TILE: usize = 256;
+
+fn seg0_local_global_raw(w: &Tensor) -> Result<RawLinear> {
+    let (k, n) = w.dims2()?;
+    Ok(RawLinear {
+        wt: w.flatten_all()?.to_vec1()?,
+        b: vec![0.0; n],
+        k,
+        n,
+        relu: false,
+    })
+}
+
+impl CpuPointNet {
+    fn max_width(&self) -> usize {
+        let all = self.local.iter().chain(&self.global).chain(&self.seg);
+        all.chain([&self.seg0_local, &self.head])
+            .map(|l| l.n.max(l.k))
+            .max()
+            .unwrap_or(3)
+    }
+
+    /// One cloud: `xs` `[n, 3]` -> `out` `[n, D]`.
+    fn cloud(&self, xs: &[f32], out: &mut [f32], n: usize) {
+        let cl = self.seg0_local.k;
+        let (last, rest) = self.global.split_last().expect("validated non-empty");
+        let g = last.n;
+        let width = self.max_width();
+        let mut local = vec![0f32; n * cl];
+
+        // Pass 1: local features (kept) and the column max of the last global layer
+        // before its bias and ReLU (monotone, so they commute with the max).
+        let gmax = local
+            .par_chunks_mut(TILE * cl)
+            .zip(xs.par_chunks(TILE * 3))
+            .map_init(
+                || Scratch::new(TILE * width),
+                |s, (loc, x)| {
+                    let rows = x.len() / 3;
+                    s.input(x.len()).copy_from_slice(x);
+                    let len = s.run(&self.local, rows, 3);
+                    loc.copy_from_slice(&s.split().0[..len]);
+                    let len = s.run(rest, rows, cl);
+                    let (h, z) = s.split();
+                    cpu::matmul(z, &h[..len], &last.wt, rows, last.k, g);
+                    let mut m = vec![f32::NEG_INFINITY; g];
+                    cpu::col_max(&mut m, &z[..rows * g]);
+                    m
+                },
+            )
+            .reduce(
+                || vec![f32::NEG_INFINITY; g],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x = x.max(*y));
+                    a
+                },
+            );
+        let mut global = gmax;
+        cpu::bias_act(&mut global, &last.b, true);
+
+        // Per-cloud bias of the first segmentation layer: b0 + W_g global.
+        let s0 = &self.seg0_local;
+        let mut bias0 = vec![0f32; s0.n];
+        cpu::matmul(&mut bias0, &global, &self.seg0_global.wt, 1, g, s0.n);
+        bias0.iter_mut().zip(&s0.b).for_each(|(x, b)| *x += b);
+
+        // Pass 2: segmentation head per tile, written straight into the output.
+        let d = self.head.n;
+        out.par_chunks_mut(TILE * d)
+            .zip(local.par_chunks(TILE * cl))
+            .for_each_init(
+                || Scratch::new(TILE * width),
+                |s, (o, loc)| {
+                    let rows = loc.len() / cl;
+                    let y = s.input(rows * s0.n);
+                    cpu::matmul(y, loc, &s0.wt, rows, cl, s0.n);
+                    cpu::bias_act(y, &bias0, s0.relu);
+                    let len = s.run(&self.seg, rows, s0.n);
+                    self.head.forward(o, &s.split().0[..len], rows);
+                },
+            );
+    }
+}
+
+impl Backbone for FusedPointNet {
+    /// Inference only: `train = true` is refused (no batch statistics exist here).
+    fn forward_t(&self, points: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            candle_core::bail!("FusedPointNet is inference-only; train the PointNet it came from");
+        }
+        self.forward(points)
+    }
+
+    fn config(&self) -> &BackboneConfig {
+        &self.cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::bench::stand_in_loss;
+    use candle_core::{DType, Device, IndexOp};
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+
+    fn points(b: usize, n: usize, seed: u64) -> Tensor {
+        let dev = Device::Cpu;
+        Tensor::rand(-1f32, 1.0, (b, n, 3), &dev)
+            .and_then(|t| t.affine(1.0, seed as f64 * 1e-3))
+            .unwrap()
+    }
+
+    fn small() -> PointNetConfig {
+        PointNetConfig {
+            embed_dim: 16,
+            local: vec![16, 16],
+            global: vec![16, 32, 64],
+            seg: vec![32, 16],
+        }
+    }
+
+    /// Random batch-norm parameters and running statistics, so folding is really tested.
+    fn randomise_bn(vm: &VarMap) {
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            let n = var.elem_count();
+            let r = |lo: f32, hi: f32| Tensor::rand(lo, hi, n, &Device::Cpu).unwrap();
+            let v = if name.ends_with("bn.weight") {
+                // include negative scales: the max-before-bias rewrite must still hold
+                (r(0.5, 1.5) * r(-1.0, 1.0).sign().unwrap()).unwrap()
+            } else if name.ends_with("bn.bias") || name.ends_with("running_mean") {
+                r(-0.5, 0.5)
+            } else if name.ends_with("running_var") {
+                r(0.2, 2.0)
+            } else {
+                continue;
+            };
+            var.set(&v).unwrap();
+        }
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn pointnet_output_shape_default_config() {
+        let vm = VarMap::new();
+        let net = PointNet::new(
+            PointNetConfig::default(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let x = points(2, 64, 0);
+        assert_eq!(net.forward_t(&x, true).unwrap().dims(), &[2, 64, 128]);
+        assert_eq!(net.forward_t(&x, false).unwrap().dims(), &[2, 64, 128]);
+        assert_eq!(
+            net.fused().unwrap().forward(&x).unwrap().dims(),
+            &[2, 64, 128]
+        );
+    }
+
+    #[test]
+    fn fused_equals_unfused_eval() {
+        let vm = VarMap::new();
+        let net = PointNet::new(
+            PointNetConfig::default(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        randomise_bn(&vm);
+        let fused = net.fused().unwrap();
+        let x = points(3, 256, 1);
+        let a = net.forward_t(&x, false).unwrap();
+        let b = fused.forward(&x).unwrap();
+        let scale: f32 = a.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let d = max_abs_diff(&a, &b);
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "max diff {d} (output scale {scale})"
+        );
+        assert!(fused.forward_t(&x, true).is_err());
+    }
+
+    #[test]
+    fn pointnet_is_permutation_equivariant() {
+        let vm = VarMap::new();
+        let net = PointNet::new(
+            small(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        randomise_bn(&vm);
+        let n = 50;
+        let x = points(2, n, 2);
+        let perm: Vec<u32> = (0..n as u32).map(|i| (i * 17 + 5) % n as u32).collect();
+        let perm = Tensor::new(perm.as_slice(), &Device::Cpu).unwrap();
+        let xp = x.index_select(&perm, 1).unwrap();
+        for train in [false, true] {
+            let e = net.forward_t(&x, train).unwrap();
+            let ep = net.forward_t(&xp, train).unwrap();
+            let d = max_abs_diff(&e.index_select(&perm, 1).unwrap(), &ep);
+            assert!(d < 1e-4, "train={train}: diff {d}");
+        }
+        let f = net.fused().unwrap();
+        let d = max_abs_diff(
+            &f.forward(&x).unwrap().index_select(&perm, 1).unwrap(),
+            &f.forward(&xp).unwrap(),
+        );
+        assert!(d < 1e-4, "fused: diff {d}");
+    }
+
+    #[test]
+    fn eval_mode_is_per_cloud_train_mode_updates_running_stats() {
+        let vm = VarMap::new();
+        let net = PointNet::new(
+            small(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let x = points(2, 40, 3);
+        // Eval: cloud 0's embeddings do not depend on cloud 1.
+        let both = net.forward_t(&x, false).unwrap();
+        let alone = net.forward_t(&x.i(0..1).unwrap(), false).unwrap();
+        assert!(max_abs_diff(&both.i(0..1).unwrap(), &alone) < 1e-5);
+        let rm = |vm: &VarMap| {
+            vm.data().lock().unwrap()["global.2.bn.running_mean"]
+                .as_tensor()
+                .copy()
+                .unwrap()
+        };
+        let before = rm(&vm);
+        net.forward_t(&x, true).unwrap();
+        assert!(max_abs_diff(&before, &rm(&vm)) > 0.0);
+    }
+
+    #[test]
+    fn save_and_load_by_name_gives_identical_outputs() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        randomise_bn(&vm);
+        let x = points(2, 30, 4);
+        let want = net.forward_t(&x, false).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pointnet.safetensors");
+        vm.save(&path).unwrap();
+
+        // Read-only load (inference, e.g. the ROS node).
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &dev).unwrap() };
+        let loaded = crate::model::build_backbone(&BackboneConfig::PointNet(small()), vb).unwrap();
+        assert_eq!(
+            max_abs_diff(&want, &loaded.forward_t(&x, false).unwrap()),
+            0.0
+        );
+
+        // Load into a fresh VarMap (resume training).
+        let mut vm2 = VarMap::new();
+        let net2 = PointNet::new(small(), VarBuilder::from_varmap(&vm2, DType::F32, &dev)).unwrap();
+        vm2.load(&path).unwrap();
+        assert_eq!(
+            max_abs_diff(&want, &net2.forward_t(&x, false).unwrap()),
+            0.0
+        );
+    }
+
+    #[test]
+    fn adamw_steps_lower_a_regression_loss() {
+        let dev = Device::Cpu;
+        let vm = VarMap::new();
+        let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let mut opt = AdamW::new(
+            vm.all_vars(),
+            ParamsAdamW {
+                lr: 1e-2,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let x = points(4, 64, 5);
+        let idx = Tensor::new(&[0u32, 5, 9, 17, 33, 63], &dev).unwrap();
+        let mut losses = vec![];
+        for _ in 0..15 {
+            let loss = stand_in_loss(&net.forward_t(&x, true).unwrap(), &idx).unwrap();
+            losses.push(loss.to_scalar::<f32>().unwrap());
+            opt.backward_step(&loss).unwrap();
+        }
+        let (first, last) = (losses[0], *losses.last().unwrap());
+        assert!(last < 0.5 * first, "loss did not drop: {losses:?}");
+    }
+}
