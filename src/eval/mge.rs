@@ -606,4 +606,24 @@ pub(crate) mod tests {
             "{msg}"
         );
     }
+
+    /// A test split of a 100-model category: 15 models x 2048 points, 10 sets.
+    #[test]
+    fn evaluating_a_test_split_takes_seconds() {
+        let models: Vec<AnnotatedModel> = (0..15)
+            .map(|m| {
+                let kps: Vec<(u32, usize)> = (0..10).map(|s| (s, 37 * s as usize + m)).collect();
+                model(&format!("m{m}"), blob(100 + m as u64, 2048), &kps)
+            })
+            .collect();
+        let embedder = super::super::RandomEmbedder::new(0);
+        let t = std::time::Instant::now();
+        let r = evaluate_models("01234567", "blob", &models, &embedder).unwrap();
+        let dt = t.elapsed();
+        eprintln!("15 models x 10 sets, 128-d: {dt:?}");
+        assert_eq!((r.sets, r.pairs), (10, 2100));
+        if !cfg!(debug_assertions) {
+            assert!(dt.as_secs_f32() < 10.0, "{dt:?}");
+        }
+    }
 }
