@@ -3,10 +3,12 @@
 mod normalize;
 pub mod pcd;
 pub mod ply;
+mod prepare;
 mod sampling;
 
 pub use normalize::{Normalization, NormalizationMode};
 pub use ply::TriMesh;
+pub use prepare::{prepare, PrepareConfig, Prepared, SamplingMode};
 pub use sampling::{farthest_point_sample, random_sample};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,68 @@
+# Source this file: it makes a ROS 2 available to build and run semcorr_node.
+#
+#   source scripts/ros_env.sh
+#
+# A ROS 2 that is already sourced (ROS_DISTRO and AMENT_PREFIX_PATH set, e.g. from
+# /opt/ros/jazzy/setup.bash) is used as it is. Otherwise a real ROS 2 Jazzy is provisioned
+# from PyPI wheels into $SEMCORR_ROS_VENV (default: .ros-venv in the repository), once; later
+# calls only set the environment. See shared notes "ros2-from-pypi" for the three quirks
+# handled below (missing librmw_implementation, vendored libs, libpython symbols).
+
+_semcorr_ros_setup() {
+  local repo
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  if [ -n "${ROS_DISTRO:-}" ] && [ -n "${AMENT_PREFIX_PATH:-}" ]; then
+    echo "ros_env: using the sourced ROS 2 $ROS_DISTRO ($AMENT_PREFIX_PATH)" >&2
+    return 0
+  fi
+  local venv="${SEMCORR_ROS_VENV:-$repo/.ros-venv}"
+  local python="${SEMCORR_PYTHON:-python3}"
+  local stamp="$venv/.semcorr-provisioned-v1"
+  if [ ! -f "$stamp" ]; then
+    echo "ros_env: provisioning ROS 2 Jazzy from PyPI into $venv (about 2 minutes, once)" >&2
+    "$python" -m venv "$venv" || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      ros-jazzy-rclpy ros-jazzy-rmw-fastrtps-cpp ros-jazzy-std-msgs \
+      ros-jazzy-sensor-msgs ros-jazzy-geometry-msgs ros-jazzy-visualization-msgs \
+      ros-jazzy-diagnostic-msgs ros-jazzy-rcl-action ros-jazzy-rosgraph-msgs \
+      ros-jazzy-builtin-interfaces ros-jazzy-rcl-interfaces numpy || return 1
+    touch "$stamp"
+  fi
+  # r2r's bindgen needs libclang at build time.
+  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "ros_env: installing libclang-dev and clang (apt)" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang >/dev/null) || return 1
+    else
+      echo "ros_env: libclang is missing; install libclang-dev and clang" >&2
+      return 1
+    fi
+  fi
+  local site
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || return 1
+  # Quirk 1: the wheels ship no librmw_implementation.so, but r2r links it. A symlink in
+  # the prefix's lib folder (already on r2r's link path) avoids touching RUSTFLAGS, which
+  # would invalidate every cached build.
+  [ -e "$venv/lib/librmw_implementation.so" ] ||
+    ln -s librmw_fastrtps_cpp.so "$venv/lib/librmw_implementation.so"
+  # Quirk 2: vendored libraries live in ros_*.libs folders.
+  local libs="$venv/lib"
+  local d
+  for d in "$site"/ros_*.libs; do
+    [ -d "$d" ] && libs="$libs:$d"
+  done
+  # Quirk 3: librcl pulls in Python type support, which needs libpython's symbols.
+  local pylib
+  pylib="$("$venv/bin/python" -c 'import sysconfig, os; print(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")))')"
+  export ROS_DISTRO=jazzy
+  export AMENT_PREFIX_PATH="$venv"
+  export CMAKE_PREFIX_PATH="$venv"
+  export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export SEMCORR_LD_PRELOAD="$pylib"
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+  export PATH="$venv/bin:$PATH"
+  export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
+  export IDL_PACKAGE_FILTER="std_msgs;sensor_msgs;geometry_msgs;visualization_msgs;diagnostic_msgs;builtin_interfaces;rcl_interfaces;action_msgs;unique_identifier_msgs;service_msgs;type_description_interfaces;lifecycle_msgs;rosgraph_msgs"
+  echo "ros_env: ROS 2 Jazzy from $venv" >&2
+}
+_semcorr_ros_setup

@@ -1,0 +1,159 @@
+//! The one preprocessing path shared by training, evaluation, `infer` and the node:
+//! normalise the cloud as in training, sample a fixed number of points, and remember how
+//! to map results back to the input points and frame.
+
+use super::{farthest_point_sample, random_sample, Cloud, Normalization, NormalizationMode};
+use crate::error::Result;
+use kiddo::{ImmutableKdTree, SquaredEuclidean};
+use serde::{Deserialize, Serialize};
+
+/// How the fixed-size sample is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingMode {
+    /// Farthest-point sampling from the first point: deterministic, even coverage.
+    #[default]
+    FarthestPoint,
+    /// Uniform random sampling (seeded by the caller); cheaper on very large clouds.
+    Random,
+}
+
+/// Preprocessing parameters; stored in every model file so deployment matches training.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrepareConfig {
+    pub num_points: usize,
+    pub normalization: NormalizationMode,
+    pub sampling: SamplingMode,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        PrepareConfig {
+            num_points: 2048,
+            normalization: NormalizationMode::BboxDiagonal,
+            sampling: SamplingMode::FarthestPoint,
+        }
+    }
+}
+
+/// A cloud ready for a network: `num_points` normalised points and the way back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// Normalised sampled points, `num_points` of them.
+    pub points: Vec<[f32; 3]>,
+    /// For each sampled point, its index in the input cloud.
+    pub source_index: Vec<usize>,
+    /// Input frame -> normalised frame.
+    pub transform: Normalization,
+}
+
+/// Normalises (fitted on the whole input) and samples. `seed` only matters for random
+/// sampling. Fails on an empty cloud or non-finite points, naming `what`.
+pub fn prepare(cloud: &Cloud, cfg: &PrepareConfig, seed: u64, what: &str) -> Result<Prepared> {
+    use rand::SeedableRng;
+    cloud.validate(what)?;
+    let transform = Normalization::fit(cloud, cfg.normalization);
+    let source_index = if cloud.len() == cfg.num_points {
+        (0..cloud.len()).collect()
+    } else {
+        match cfg.sampling {
+            SamplingMode::FarthestPoint => farthest_point_sample(cloud, cfg.num_points, 0),
+            SamplingMode::Random => random_sample(
+                cloud,
+                cfg.num_points,
+                &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            ),
+        }
+    };
+    let points = source_index
+        .iter()
+        .map(|&i| transform.apply_point(cloud.points[i]))
+        .collect();
+    Ok(Prepared {
+        points,
+        source_index,
+        transform,
+    })
+}
+
+impl Prepared {
+    /// For every input point, the sampled point nearest to it (itself when it was
+    /// sampled): how per-sample results such as embeddings extend to the whole input.
+    pub fn nearest_sample_of_each(&self, cloud: &Cloud) -> Vec<usize> {
+        if self.source_index.len() == cloud.len()
+            && self.source_index.iter().enumerate().all(|(i, &s)| i == s)
+        {
+            return (0..cloud.len()).collect();
+        }
+        let tree: ImmutableKdTree<f32, 3> = ImmutableKdTree::new_from_slice(&self.points);
+        cloud
+            .points
+            .iter()
+            .map(|&p| {
+                let q = self.transform.apply_point(p);
+                tree.nearest_one::<SquaredEuclidean>(&q).item as usize
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(n: usize) -> Cloud {
+        Cloud::new(
+            (0..n * n)
+                .map(|i| [(i % n) as f32, (i / n) as f32 * 2.0, 5.0])
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn prepare_samples_normalises_and_maps_back() {
+        let cloud = grid(40);
+        let cfg = PrepareConfig {
+            num_points: 256,
+            ..Default::default()
+        };
+        let p = prepare(&cloud, &cfg, 0, "grid").unwrap();
+        assert_eq!(p.points.len(), 256);
+        for (q, &src) in p.points.iter().zip(&p.source_index) {
+            let back = p.transform.invert_point(*q);
+            assert!(super::super::dist2(&back, &cloud.points[src]) < 1e-8);
+        }
+        let nearest = p.nearest_sample_of_each(&cloud);
+        assert_eq!(nearest.len(), cloud.len());
+        for (s, &src) in p.source_index.iter().enumerate() {
+            assert_eq!(nearest[src], s, "a sampled point maps to itself");
+        }
+    }
+
+    #[test]
+    fn same_size_keeps_order() {
+        let cloud = grid(8);
+        let cfg = PrepareConfig {
+            num_points: 64,
+            ..Default::default()
+        };
+        let p = prepare(&cloud, &cfg, 0, "grid").unwrap();
+        assert_eq!(p.source_index, (0..64).collect::<Vec<_>>());
+        assert_eq!(
+            p.nearest_sample_of_each(&cloud),
+            (0..64).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn bad_clouds_are_named() {
+        let cfg = PrepareConfig::default();
+        let e = prepare(&Cloud::default(), &cfg, 0, "scan.pcd")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scan.pcd") && e.contains("no points"), "{e}");
+        let nan = Cloud::new(vec![[0.0, f32::NAN, 0.0]]);
+        let e = prepare(&nan, &cfg, 0, "scan.pcd").unwrap_err().to_string();
+        assert!(e.contains("non-finite"), "{e}");
+    }
+}
