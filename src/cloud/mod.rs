@@ -5,6 +5,7 @@ pub mod pcd;
 pub mod ply;
 mod prepare;
 mod sampling;
+pub mod visibility;
 
 pub use normalize::{Normalization, NormalizationMode};
 pub use ply::TriMesh;

@@ -143,7 +143,7 @@ impl ModelAnnotation {
                 )),
                 Some(p) => {
                     let d = crate::cloud::dist2(p, &kp.xyz).sqrt();
-                    if !(d <= XYZ_TOLERANCE) {
+                    if d.is_nan() || d > XYZ_TOLERANCE {
                         problems.push(format!(
                             "keypoint {i} (semantic_id {}): xyz {:?} is {d:.4} from cloud point {} {:?}",
                             kp.semantic_id, kp.xyz, kp.point_index, p
