@@ -1,0 +1,159 @@
+//! Baseline embedders: the floor (random), the trivial geometric one (normalised xyz) and a
+//! local descriptor (FPFH, standing in for the paper's SHOT row).
+
+use super::{Embedder, Embeddings, FpfhEmbedder};
+use crate::cloud::{Cloud, Normalization, NormalizationMode};
+use crate::error::{Error, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+/// Names accepted by [`baseline`].
+pub const BASELINES: [&str; 3] = ["random", "xyz", "fpfh"];
+
+/// The baseline called `name` ("random", "xyz" or "fpfh"); `seed` only affects "random".
+pub fn baseline(name: &str, seed: u64) -> Result<Box<dyn Embedder>> {
+    match name {
+        "random" => Ok(Box::new(RandomEmbedder::new(seed))),
+        "xyz" => Ok(Box::new(XyzEmbedder)),
+        "fpfh" => Ok(Box::new(FpfhEmbedder::default())),
+        other => Err(Error::invalid(format!(
+            "unknown baseline '{other}' (expected one of: {})",
+            BASELINES.join(", ")
+        ))),
+    }
+}
+
+/// I.i.d. standard Gaussian embeddings: the paper's "random" row. Deterministic per cloud
+/// (the RNG is seeded from `seed` and a hash of the point coordinates), so re-running an
+/// evaluation reproduces it exactly and two different clouds get unrelated embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomEmbedder {
+    pub seed: u64,
+    pub dim: usize,
+}
+
+impl RandomEmbedder {
+    /// 128 dimensions, as the paper's networks output.
+    pub fn new(seed: u64) -> Self {
+        RandomEmbedder { seed, dim: 128 }
+    }
+}
+
+impl Embedder for RandomEmbedder {
+    fn name(&self) -> String {
+        format!("random(seed={}, dim={})", self.seed, self.dim)
+    }
+
+    fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
+        if self.dim == 0 {
+            return Err(Error::invalid("random embedder: dim must be at least 1"));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed ^ mix(hash_points(cloud))));
+        let data = (0..cloud.len() * self.dim)
+            .map(|_| rng.sample::<f32, _>(StandardNormal))
+            .collect();
+        Embeddings::new(cloud.len(), self.dim, data)
+    }
+}
+
+/// FNV-1a over the coordinates' bit patterns: stable across platforms and Rust versions,
+/// unlike `std`'s `DefaultHasher`.
+fn hash_points(cloud: &Cloud) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in &cloud.points {
+        for c in p {
+            for b in c.to_bits().to_le_bytes() {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+    }
+    h
+}
+
+/// SplitMix64's finaliser: spreads nearby seeds over the whole seed space.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Each point's coordinates after bounding-box-diagonal normalisation (3-d): what matching
+/// by position alone achieves on aligned shapes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XyzEmbedder;
+
+impl Embedder for XyzEmbedder {
+    fn name(&self) -> String {
+        "xyz".to_string()
+    }
+
+    fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
+        let n = Normalization::fit(cloud, NormalizationMode::BboxDiagonal);
+        let data = cloud
+            .points
+            .iter()
+            .flat_map(|&p| n.apply_point(p))
+            .collect();
+        Embeddings::new(cloud.len(), 3, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize, scale: f32) -> Cloud {
+        Cloud::new(
+            (0..n)
+                .map(|i| [i as f32 * scale, 0.5 * i as f32, 1.0])
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn random_embedder_is_deterministic_per_cloud_and_seed() {
+        let e = RandomEmbedder::new(7);
+        let a = line(50, 1.0);
+        let b = line(50, 1.5);
+        let ea = e.embed(&a).unwrap();
+        assert_eq!((ea.num_points, ea.dim), (50, 128));
+        assert_eq!(ea, e.embed(&a).unwrap());
+        assert_ne!(ea, e.embed(&b).unwrap());
+        assert_ne!(ea, RandomEmbedder::new(8).embed(&a).unwrap());
+        // Roughly standard normal.
+        let mean = ea.data.iter().sum::<f32>() / ea.data.len() as f32;
+        let var = ea.data.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / ea.data.len() as f32;
+        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.1, "{mean} {var}");
+    }
+
+    #[test]
+    fn xyz_embedder_normalises_to_unit_diagonal() {
+        let e = XyzEmbedder.embed(&line(11, 2.0)).unwrap();
+        assert_eq!((e.num_points, e.dim), (11, 3));
+        let first = e.row(0);
+        let last = e.row(10);
+        let diag: f32 = (0..3)
+            .map(|k| (last[k] - first[k]).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        assert!((diag - 1.0).abs() < 1e-6);
+        assert!(first.iter().zip(last).all(|(a, b)| (a + b).abs() < 1e-6));
+    }
+
+    #[test]
+    fn baseline_by_name() {
+        for name in BASELINES {
+            let e = baseline(name, 1).unwrap();
+            let out = e.embed(&line(40, 1.0)).unwrap();
+            out.validate(40, name).unwrap();
+        }
+        let msg = baseline("shot", 1).err().unwrap().to_string();
+        assert!(
+            msg.contains("shot") && msg.contains("random, xyz, fpfh"),
+            "{msg}"
+        );
+    }
+}
