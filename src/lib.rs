@@ -12,6 +12,8 @@ pub mod error;
 pub mod eval;
 pub mod geodesic;
 pub mod model;
+pub mod plot;
+pub mod train;
 
 pub use cloud::Cloud;
 pub use error::{Error, Result};

@@ -33,6 +33,7 @@
 pub mod bench;
 mod cpu;
 pub mod dgcnn;
+mod embedder;
 mod layers;
 mod ops;
 pub mod pointnet;
@@ -42,6 +43,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 pub use dgcnn::{Dgcnn, DgcnnConfig};
+pub use embedder::NetworkEmbedder;
 pub use layers::{Activation, BatchNorm, PointLinear};
 pub use pointnet::{FusedPointNet, PointNet, PointNetConfig};
 

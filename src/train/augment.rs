@@ -1,0 +1,116 @@
+//! Building one training example from an annotated model: optional partial view, the
+//! shared preprocessing, then rotation about the up axis and clipped jitter.
+
+use super::config::{AugmentConfig, TrainConfig};
+use super::loss::BatchKeypoint;
+use crate::cloud::visibility::{visible_points, VisibilityParams};
+use crate::cloud::{dist2, prepare, PrepareConfig};
+use crate::dataset::AnnotatedModel;
+use crate::error::Result;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// Points fed to the network and the keypoints among them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingItem {
+    pub points: Vec<[f32; 3]>,
+    pub keypoints: Vec<BatchKeypoint>,
+}
+
+/// A partial view smaller than this is discarded in favour of the full cloud.
+const MIN_VISIBLE_POINTS: usize = 128;
+
+/// The example for `model`; `augment = false` gives exactly what evaluation sees.
+pub fn training_item(
+    model: &AnnotatedModel,
+    cfg: &TrainConfig,
+    augment: bool,
+    rng: &mut ChaCha8Rng,
+) -> Result<TrainingItem> {
+    let what = model.annotation.key().to_string();
+    let mut cloud = model.cloud.clone();
+    // (original point index, semantic id) of the keypoints still present.
+    let mut keypoints: Vec<(usize, u32)> = model
+        .annotation
+        .keypoints
+        .iter()
+        .map(|k| (k.point_index, k.semantic_id))
+        .collect();
+    if augment
+        && cfg.augment.partial_view_prob > 0.0
+        && rng.random::<f32>() < cfg.augment.partial_view_prob
+    {
+        let visible = visible_points(
+            &cloud.points,
+            random_viewpoint(rng),
+            &VisibilityParams::default(),
+        );
+        if visible.len() >= MIN_VISIBLE_POINTS {
+            let mut new_index = vec![usize::MAX; cloud.len()];
+            for (new, &old) in visible.iter().enumerate() {
+                new_index[old] = new;
+            }
+            keypoints = keypoints
+                .into_iter()
+                .filter(|&(i, _)| new_index[i] != usize::MAX)
+                .map(|(i, s)| (new_index[i], s))
+                .collect();
+            cloud = cloud.select(&visible);
+        }
+    }
+    let prep_cfg = PrepareConfig {
+        num_points: cfg.num_points,
+        ..PrepareConfig::default()
+    };
+    let prepared = prepare(&cloud, &prep_cfg, rng.random(), &what)?;
+    // A keypoint whose point was not sampled moves to the nearest sampled point.
+    let keypoints = keypoints
+        .into_iter()
+        .map(|(i, semantic_id)| {
+            let target = prepared.transform.apply_point(cloud.points[i]);
+            let point = (0..prepared.points.len())
+                .min_by(|&a, &b| {
+                    dist2(&prepared.points[a], &target)
+                        .total_cmp(&dist2(&prepared.points[b], &target))
+                })
+                .unwrap_or(0);
+            BatchKeypoint { point, semantic_id }
+        })
+        .collect();
+    let mut points = prepared.points;
+    if augment {
+        perturb(&mut points, &cfg.augment, rng);
+    }
+    Ok(TrainingItem { points, keypoints })
+}
+
+/// A camera 2-3 diagonals away, above the object's equator more often than not (y up).
+fn random_viewpoint(rng: &mut ChaCha8Rng) -> [f32; 3] {
+    let azimuth = rng.random_range(0.0..std::f32::consts::TAU);
+    let elevation = rng.random_range(-0.2f32..1.2);
+    let distance = rng.random_range(2.0f32..3.0);
+    [
+        distance * elevation.cos() * azimuth.cos(),
+        distance * elevation.sin(),
+        distance * elevation.cos() * azimuth.sin(),
+    ]
+}
+
+fn perturb(points: &mut [[f32; 3]], cfg: &AugmentConfig, rng: &mut ChaCha8Rng) {
+    if cfg.rotate_up {
+        let (s, c) = rng.random_range(0.0..std::f32::consts::TAU).sin_cos();
+        for p in points.iter_mut() {
+            *p = [c * p[0] + s * p[2], p[1], -s * p[0] + c * p[2]];
+        }
+    }
+    if cfg.jitter_sigma > 0.0 {
+        if let Ok(noise) = Normal::new(0.0f32, cfg.jitter_sigma) {
+            for p in points.iter_mut() {
+                for c in p.iter_mut() {
+                    *c += noise.sample(rng).clamp(-cfg.jitter_clip, cfg.jitter_clip);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The training configuration (`semcorr train --config train.yaml`).
+//!
+//! Every field has a default, so an empty file is a valid config once `data` and
+//! `category` are given. Unknown keys are errors that name the key; `--set a.b=value`
+//! overrides any field with a YAML scalar before validation.
+
+use crate::error::{Error, Result};
+use crate::model::BackboneConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which distance the loss is written in (see `loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LossForm {
+    /// The paper's Eq. 1 and 3: pull = distance, push = relu(margin - distance).
+    #[default]
+    Paper,
+    /// The reference code's: pull = squared distance, push = relu(margin - distance)^2.
+    Squared,
+}
+
+/// Where the push margin between two correspondence sets comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MarginKind {
+    /// The sets' mean geodesic distance over training models having both (Eq. 2).
+    #[default]
+    Geodesic,
+    /// One margin for every pair (`constant_margin`): the ablation baseline.
+    Constant,
+    /// No push term at all: the ablation that shows the trivial collapse.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Paper (plain distances) or the reference code's squared form.
+    pub form: LossForm,
+    /// Geodesic (adaptive) margin, a constant margin, or no push (pull only).
+    pub margin: MarginKind,
+    /// The margin used when `margin: constant`, in geodesic units (bbox diagonal = 1).
+    pub constant_margin: f32,
+    /// Weight of the push term (lambda in Eq. 4).
+    pub lambda: f32,
+    /// Keep this many hardest negative pairs per positive pair (1 = the paper's mining).
+    pub negatives_per_positive: f32,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            form: LossForm::Paper,
+            margin: MarginKind::Geodesic,
+            constant_margin: 0.5,
+            lambda: 1.0,
+            negatives_per_positive: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Standard deviation of the Gaussian jitter added to every point (0 = off).
+    pub jitter_sigma: f32,
+    /// Jitter is clipped to +- this value.
+    pub jitter_clip: f32,
+    /// Rotate each training cloud by a random angle about the up (y) axis.
+    pub rotate_up: bool,
+    /// Probability of replacing a training cloud by a partial view from a random camera.
+    pub partial_view_prob: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            jitter_sigma: 0.004,
+            jitter_clip: 0.01,
+            rotate_up: false,
+            partial_view_prob: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Dataset folder in the KeypointNet format.
+    pub data: PathBuf,
+    /// Category to train on (name or class id): one model per category, as in the paper.
+    pub category: String,
+    /// Run folder: checkpoints, metrics.csv, curves.png.
+    pub out: PathBuf,
+    /// The network.
+    pub backbone: BackboneConfig,
+    pub loss: LossConfig,
+    pub augment: AugmentConfig,
+    /// Points per cloud fed to the network (clouds are farthest-point sampled to this).
+    pub num_points: usize,
+    pub epochs: usize,
+    /// Models per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// The learning rate is multiplied by `lr_decay` every `lr_decay_every` epochs.
+    pub lr_decay: f64,
+    pub lr_decay_every: usize,
+    /// Decoupled weight decay (AdamW).
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value (0 = off).
+    pub grad_clip: f64,
+    /// Validate every this many epochs (loss and mGE on the val split).
+    pub val_every: usize,
+    /// Seed of every random choice (initialisation, shuffling, augmentation).
+    pub seed: u64,
+    /// Show a progress bar (off in CI logs).
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            data: PathBuf::new(),
+            category: String::new(),
+            out: PathBuf::from("runs/default"),
+            backbone: BackboneConfig::default(),
+            loss: LossConfig::default(),
+            augment: AugmentConfig::default(),
+            num_points: 2048,
+            epochs: 100,
+            batch_size: 4,
+            lr: 1e-3,
+            lr_decay: 0.9,
+            lr_decay_every: 10,
+            weight_decay: 1e-3,
+            grad_clip: 1.0,
+            val_every: 1,
+            seed: 0,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a YAML config, applies `key=value` overrides, and validates.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<TrainConfig> {
+        let mut value = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                if text.trim().is_empty() {
+                    serde_yaml::Value::Mapping(Default::default())
+                } else {
+                    serde_yaml::from_str(&text).map_err(|e| Error::format(p, e.to_string()))?
+                }
+            }
+            None => serde_yaml::Value::Mapping(Default::default()),
+        };
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let origin = path.map_or("the config".to_string(), |p| p.display().to_string());
+        let config: TrainConfig =
+            serde_yaml::from_value(value).map_err(|e| Error::invalid(format!("{origin}: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: ranges and required fields.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::invalid(format!("config key '{key}': {why}")));
+        if self.data.as_os_str().is_empty() {
+            return bad("data", "required (the dataset folder)");
+        }
+        if self.category.is_empty() {
+            return bad("category", "required (a category name or class id)");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", &format!("must be positive, got {}", self.lr));
+        }
+        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return bad(
+                "lr_decay",
+                &format!("must be in (0, 1], got {}", self.lr_decay),
+            );
+        }
+        if self.lr_decay_every == 0 {
+            return bad("lr_decay_every", "must be at least 1");
+        }
+        if self.weight_decay < 0.0 {
+            return bad("weight_decay", "must not be negative");
+        }
+        if self.grad_clip < 0.0 {
+            return bad("grad_clip", "must not be negative (0 turns clipping off)");
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if self.num_points < 16 {
+            return bad(
+                "num_points",
+                &format!("must be at least 16, got {}", self.num_points),
+            );
+        }
+        if self.val_every == 0 {
+            return bad("val_every", "must be at least 1");
+        }
+        if self.loss.lambda.is_nan() || self.loss.lambda < 0.0 {
+            return bad("loss.lambda", "must not be negative");
+        }
+        if !positive(self.loss.constant_margin) {
+            return bad("loss.constant_margin", "must be positive");
+        }
+        if !positive(self.loss.negatives_per_positive) {
+            return bad("loss.negatives_per_positive", "must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.augment.partial_view_prob) {
+            return bad("augment.partial_view_prob", "must be in [0, 1]");
+        }
+        if self.augment.jitter_sigma < 0.0 || self.augment.jitter_clip < 0.0 {
+            return bad("augment.jitter_sigma", "jitter must not be negative");
+        }
+        Ok(())
+    }
+}
+
+/// False for zero, negative and NaN.
+fn positive(x: f32) -> bool {
+    x > 0.0
+}
+
+/// Sets `a.b.c=value` in a YAML mapping, creating intermediate mappings. The value is
+/// parsed as YAML, so `lr=1e-4` is a number and `loss.form=squared` a string.
+fn apply_override(root: &mut serde_yaml::Value, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| Error::invalid(format!("--set '{assignment}': expected key=value")))?;
+    let parsed: serde_yaml::Value = serde_yaml::from_str(raw)
+        .map_err(|e| Error::invalid(format!("--set {key}: cannot parse '{raw}': {e}")))?;
+    let mut node = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if part.is_empty() {
+            return Err(Error::invalid(format!(
+                "--set '{assignment}': empty key segment"
+            )));
+        }
+        let map = node.as_mapping_mut().ok_or_else(|| {
+            Error::invalid(format!(
+                "--set {key}: '{}' is not a mapping",
+                parts[..i].join(".")
+            ))
+        })?;
+        let k = serde_yaml::Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, parsed);
+            return Ok(());
+        }
+        node = map
+            .entry(k)
+            .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, sets: &[&str]) -> Result<TrainConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("train.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        TrainConfig::load(Some(&p), &sets)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = load(
+            "data: d\ncategory: mug\n",
+            &["lr=2e-3", "loss.form=squared", "augment.rotate_up=true"],
+        )
+        .unwrap();
+        assert_eq!(c.lr, 2e-3);
+        assert_eq!(c.loss.form, LossForm::Squared);
+        assert!(c.augment.rotate_up);
+        assert_eq!(c.batch_size, 4);
+        assert_eq!(c.lr_decay, 0.9);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("data: d\ncategory: mug\nlearning_rate: 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("learning_rate"), "{e}");
+        let e = load("data: d\ncategory: mug\n", &["loss.margn=constant"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("margn"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = load("data: d\ncategory: mug\nlr: -1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'lr'") && e.contains("positive"), "{e}");
+        let e = load("category: mug\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("'data'"), "{e}");
+        let e = load("data: d\ncategory: mug\n", &["batch_size"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key=value"), "{e}");
+        let e = load("data: d\ncategory: mug\nloss: {form: cubic}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cubic"), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! Training with the geodesic consistency loss (`semcorr train`).
+
+mod augment;
+pub mod checkpoint;
+pub mod config;
+pub mod loss;
+pub mod margins;
+pub mod optim;
+mod report;
+mod seeded_init;
+mod trainer;
+
+pub use augment::{training_item, TrainingItem};
+pub use checkpoint::{Checkpoint, EpochMetrics};
+pub use config::TrainConfig;
+pub use trainer::{
+    train, Network, TrainOutcome, BEST_CHECKPOINT, CURVES_PNG, LAST_CHECKPOINT, METRICS_CSV,
+};
