@@ -1,0 +1,138 @@
+//! The CLI end to end: a procedural dataset, then baselines evaluated on it.
+
+use std::path::Path;
+use std::process::Command;
+
+fn semcorr(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args(args)
+        .output()
+        .expect("run semcorr");
+    assert!(
+        out.status.success(),
+        "semcorr {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn mean_mge(path: &Path) -> f64 {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let obj = v.as_object().unwrap();
+    let mut keys: Vec<&String> = obj.keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["categories", "mean_mge"]);
+    for (class_id, c) in obj["categories"].as_object().unwrap() {
+        assert!(class_id.starts_with("9000000"), "{class_id}");
+        let c = c.as_object().unwrap();
+        let mut fields: Vec<&String> = c.keys().collect();
+        fields.sort();
+        assert_eq!(fields, ["mge", "pairs", "pck", "sets"]);
+        let pck: Vec<f64> = c["pck"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(pck.len(), 11);
+        assert!(
+            pck.windows(2).all(|w| w[0] <= w[1]),
+            "PCK is a cumulative curve: {pck:?}"
+        );
+        assert!(c["sets"].as_u64().unwrap() > 0 && c["pairs"].as_u64().unwrap() > 0);
+    }
+    v["mean_mge"].as_f64().unwrap()
+}
+
+#[test]
+fn synth_then_baselines_rank_as_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let summary = semcorr(&[
+        "synth",
+        "--out",
+        data_s,
+        "--categories",
+        "mug,knife,airplane",
+        "--models",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        summary.contains("mug") && summary.contains("airplane"),
+        "{summary}"
+    );
+    let mut mge = std::collections::HashMap::new();
+    for embedder in ["random", "xyz", "fpfh"] {
+        let json = tmp.path().join(format!("{embedder}.json"));
+        let table = semcorr(&[
+            "eval",
+            "--data",
+            data_s,
+            "--split",
+            "test",
+            "--embedder",
+            embedder,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(table.contains("knife") && table.contains("mean"), "{table}");
+        mge.insert(embedder, mean_mge(&json));
+    }
+    assert!(mge["random"] > mge["fpfh"], "{mge:?}");
+    assert!(mge["random"] > mge["xyz"], "{mge:?}");
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args([
+            "eval",
+            "--data",
+            tmp.path().to_str().unwrap(),
+            "--embedder",
+            "random",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("annotations"), "{err}");
+
+    semcorr(&[
+        "synth",
+        "--out",
+        tmp.path().join("d").to_str().unwrap(),
+        "--categories",
+        "mug",
+        "--models",
+        "6",
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args([
+            "eval",
+            "--data",
+            tmp.path().join("d").to_str().unwrap(),
+            "--embedder",
+            "sift",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("sift"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args([
+            "synth",
+            "--out",
+            tmp.path().join("e").to_str().unwrap(),
+            "--categories",
+            "kettle",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("kettle"), "{err}");
+}
