@@ -46,9 +46,13 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = "test")]
         split: String,
-        /// Baseline embedder: random | xyz | fpfh.
+        /// Baseline embedder: random | xyz | fpfh (ignored with --model).
         #[arg(long, default_value = "random")]
         embedder: String,
+        /// A trained checkpoint (`semcorr train`): evaluates the network instead of a
+        /// baseline, on the checkpoint's category unless --categories says otherwise.
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Comma-separated categories (names or class ids; default: all).
         #[arg(long, value_delimiter = ',')]
         categories: Vec<String>,
@@ -58,6 +62,18 @@ enum Command {
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Train a backbone with the geodesic consistency loss.
+    Train {
+        /// YAML config (every key has a default; see `semcorr::train::config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key, e.g. `--set lr=5e-4 --set backbone.kind=dgcnn`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Continue from this checkpoint (its config wins, except `epochs` and `out`).
+        #[arg(long)]
+        resume: Option<PathBuf>,
     },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
@@ -112,19 +128,51 @@ fn main() -> Result<()> {
             data,
             split,
             embedder,
-            categories,
+            model,
+            mut categories,
             seed,
             json,
         } => {
             let dataset = Dataset::open(&data)?;
             let split: Split = split.parse()?;
-            let embedder = eval::baseline(&embedder, seed)?;
+            let network;
+            let embedder: Box<dyn eval::Embedder + '_> = match &model {
+                Some(path) => {
+                    let (net, ckpt) = semcorr::train::load_network(path)?;
+                    if categories.is_empty() {
+                        categories.push(ckpt.meta.config.category.clone());
+                    }
+                    network = net;
+                    Box::new(
+                        network.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu),
+                    )
+                }
+                None => eval::baseline(&embedder, seed)?,
+            };
             let selected = select_categories(&dataset, &categories)?;
             let report = eval::evaluate(&dataset, &selected, split, embedder.as_ref())?;
             println!("embedder: {}\n{report}", embedder.name());
             if let Some(path) = json {
                 semcorr::error::write_file_atomic(&path, report.to_json().as_bytes())?;
             }
+        }
+        Command::Train {
+            config,
+            set,
+            resume,
+        } => {
+            let cfg = semcorr::train::TrainConfig::load(config.as_deref(), &set)?;
+            let outcome = semcorr::train::train(cfg, resume.as_deref())?;
+            let last = outcome.history.last();
+            println!(
+                "run {}: {} epochs, last train loss {:.4}, best val mGE {}",
+                outcome.run_dir.display(),
+                last.map_or(0, |m| m.epoch),
+                last.map_or(f64::NAN, |m| m.train_loss),
+                outcome
+                    .best_val_mge
+                    .map_or("n/a".into(), |v| format!("{v:.4}"))
+            );
         }
         Command::Bench { what } => match what {
             BenchCommand::Geodesic {

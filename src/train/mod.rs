@@ -14,5 +14,6 @@ pub use augment::{training_item, TrainingItem};
 pub use checkpoint::{Checkpoint, EpochMetrics};
 pub use config::TrainConfig;
 pub use trainer::{
-    train, Network, TrainOutcome, BEST_CHECKPOINT, CURVES_PNG, LAST_CHECKPOINT, METRICS_CSV,
+    load_network, train, Network, TrainOutcome, BEST_CHECKPOINT, CURVES_PNG, LAST_CHECKPOINT,
+    METRICS_CSV,
 };

@@ -115,6 +115,14 @@ impl Network {
     }
 }
 
+/// The network stored in a checkpoint, ready for inference, with the checkpoint.
+pub fn load_network(path: &Path) -> Result<(Network, Checkpoint)> {
+    let ckpt = Checkpoint::load(path)?;
+    let net = Network::new(&ckpt.meta.config.backbone, 0, &Device::Cpu)?;
+    net.load_weights(&ckpt.model_weights(), &path.display().to_string())?;
+    Ok((net, ckpt))
+}
+
 /// Everything loaded once per run.
 struct RunData {
     train: Vec<AnnotatedModel>,
@@ -348,7 +356,7 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
             ckpt.save(&cfg.out.join(BEST_CHECKPOINT))?;
         }
         super::report::write_metrics(&cfg.out, &history)?;
-        bar.println(format!(
+        let line = format!(
             "epoch {:>3}: loss {:.4} (pull {:.4}, push {:.4}){}{} lr {:.2e} {:.1}s",
             epoch + 1,
             sum / batches,
@@ -358,7 +366,12 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
             val_mge.map_or(String::new(), |v| format!(", val mGE {v:.4}")),
             lr,
             started.elapsed().as_secs_f64()
-        ));
+        );
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
     }
     bar.finish_and_clear();
     if best.is_none()
