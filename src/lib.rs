@@ -5,6 +5,7 @@
 //! `Cloud` (PCD/PLY/dataset) -> normalised, sampled points -> embeddings -> matches.
 //! The core has no ROS in it; the ROS 2 node is a thin adapter behind feature `ros`.
 
+pub mod bench;
 pub mod cloud;
 pub mod dataset;
 pub mod error;
