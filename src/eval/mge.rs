@@ -28,7 +28,7 @@ type GeodesicFn = dyn Fn(&Cloud, &[usize]) -> Result<DistanceMatrix> + Sync;
 
 /// Geodesics on the reference's graph: k-NN with `DEFAULT_K`, Dijkstra from the sources.
 fn knn_geodesics(cloud: &Cloud, sources: &[usize]) -> Result<DistanceMatrix> {
-    Ok(KnnGraph::build(&cloud.points, DEFAULT_K).from_sources(sources))
+    KnnGraph::build(&cloud.points, DEFAULT_K).from_sources(sources)
 }
 
 /// Evaluates one category: `models` are its (test) models with their clouds.
