@@ -159,7 +159,7 @@ mod tests {
 }
 
 /// Baselines on the synthetic dataset. Ignored by default (it generates 8 categories and
-/// sweeps FPFH's parameters, about a minute in release); run with
+/// sweeps FPFH's parameters, a few minutes in release); run with
 /// `cargo test --release --lib eval::baselines::synthetic -- --ignored --nocapture`.
 #[cfg(test)]
 mod synthetic {
@@ -200,7 +200,12 @@ mod synthetic {
             })
             .collect();
         let r = EvalReport::from_categories(reports).unwrap();
-        eprintln!("{:<40} mean mGE {:.4}  ({:?})", e.name(), r.mean_mge, t.elapsed());
+        eprintln!(
+            "{:<40} mean mGE {:.4}  ({:?})",
+            e.name(),
+            r.mean_mge,
+            t.elapsed()
+        );
         r
     }
 
@@ -212,8 +217,8 @@ mod synthetic {
         let xyz = run(&cats, &XyzEmbedder);
         let fpfh = run(&cats, &FpfhEmbedder::default());
         eprintln!("random:\n{random}\nxyz:\n{xyz}\nfpfh:\n{fpfh}");
-        for radius in [0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2] {
-            for normal_k in [10, 16, 30] {
+        for radius in [0.05, 0.1, 0.15, 0.2, 0.25, 0.3] {
+            for normal_k in [16, 30] {
                 let e = FpfhEmbedder {
                     radius,
                     normal_k,
