@@ -157,3 +157,77 @@ mod tests {
         );
     }
 }
+
+/// Baselines on the synthetic dataset. Ignored by default (it generates 8 categories and
+/// sweeps FPFH's parameters, a few minutes in release); run with
+/// `cargo test --release --lib eval::baselines::synthetic -- --ignored --nocapture`.
+#[cfg(test)]
+mod synthetic {
+    use super::*;
+    use crate::dataset::synth::{category_names, generate_models, SynthOptions};
+    use crate::dataset::AnnotatedModel;
+    use crate::eval::{evaluate_models, EvalReport};
+
+    fn categories(models: usize) -> Vec<(String, Vec<AnnotatedModel>)> {
+        let opts = SynthOptions {
+            models_per_category: models,
+            seed: 3,
+            ..Default::default()
+        };
+        category_names()
+            .iter()
+            .map(|&name| {
+                let ms = generate_models(name, &opts)
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| AnnotatedModel {
+                        annotation: m.annotation,
+                        cloud: m.cloud,
+                    })
+                    .collect();
+                (name.to_string(), ms)
+            })
+            .collect()
+    }
+
+    fn run(cats: &[(String, Vec<AnnotatedModel>)], e: &dyn Embedder) -> EvalReport {
+        let t = std::time::Instant::now();
+        let reports = cats
+            .iter()
+            .map(|(name, ms)| {
+                let class_id = ms[0].annotation.class_id.clone();
+                evaluate_models(&class_id, name, ms, e).unwrap()
+            })
+            .collect();
+        let r = EvalReport::from_categories(reports).unwrap();
+        eprintln!(
+            "{:<40} mean mGE {:.4}  ({:?})",
+            e.name(),
+            r.mean_mge,
+            t.elapsed()
+        );
+        r
+    }
+
+    #[test]
+    #[ignore]
+    fn baselines_and_fpfh_sweep() {
+        let cats = categories(15);
+        let random = run(&cats, &RandomEmbedder::new(0));
+        let xyz = run(&cats, &XyzEmbedder);
+        let fpfh = run(&cats, &FpfhEmbedder::default());
+        eprintln!("random:\n{random}\nxyz:\n{xyz}\nfpfh:\n{fpfh}");
+        for radius in [0.05, 0.1, 0.15, 0.2, 0.25, 0.3] {
+            for normal_k in [16, 30] {
+                let e = FpfhEmbedder {
+                    radius,
+                    normal_k,
+                    ..Default::default()
+                };
+                run(&cats, &e);
+            }
+        }
+        assert!(random.mean_mge > fpfh.mean_mge, "random vs fpfh");
+        assert!(random.mean_mge > xyz.mean_mge, "random vs xyz");
+    }
+}
