@@ -91,6 +91,12 @@ impl fmt::Display for ModelBenchReport {
             self.train_step_ms,
             None,
         )?;
+        row(
+            f,
+            "dgcnn train step B=4 (fwd+bwd+AdamW)",
+            self.dgcnn_train_step_ms,
+            None,
+        )?;
         let mm = format!(
             "candle matmul [{0},{1}]x[{1},{1}]",
             BENCH_POINTS, self.matmul_k
