@@ -363,6 +363,7 @@ struct CpuPointNet {
 /// Points per tile: 256 x 1024 floats (1 MiB) keeps the widest activation in L2.
 const TILE: usize = 256;
 
+/// A plain weight matrix (no bias, no activation) as a [`RawLinear`].
 fn raw_weight(w: &Tensor) -> Result<RawLinear> {
     let (k, n) = w.dims2()?;
     Ok(RawLinear {
