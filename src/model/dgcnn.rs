@@ -11,8 +11,8 @@
 //! has one linear layer. Widths are the DGCNN paper's 64, 64, 128, 256 (its segmentation
 //! net uses three EdgeConvs of 64 with two-layer MLPs; `edge: [64, 64, 64]` is the lighter
 //! variant). Training step (forward + backward + AdamW) at B=4, N=2048 on two CPU cores:
-//! about 0.95 s with the default widths, 0.5 s with `[64, 64, 64]`; under 0.5 GB. Most
-//! of it is the 512 -> 1024 global layer and the k-NN searches.
+//! about 0.5 s with the default widths (up to 0.9 s on a busy machine), under 0.5 GB;
+//! most of it is the 512 -> 1024 global layer and the k-NN searches.
 //!
 //! Cost: the edge linear is never applied to the `[B*N*k, 2C]` edge features. With
 //! `W = [W1 | W2]`, `W [x_i; x_j - x_i] = (W1 - W2) x_i + W2 x_j`, so two per-point
