@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
-use super::{Backbone, PointNet, PointNetConfig};
+use super::{Backbone, Dgcnn, DgcnnConfig, PointNet, PointNetConfig};
 
 /// Points per cloud in every timing (the size the paper and the ROS node use).
 pub const BENCH_POINTS: usize = 2048;
@@ -26,6 +26,8 @@ pub struct ModelBenchReport {
     pub fused_forward_ms: f64,
     /// Forward + backward + AdamW step, B=4, N=2048, stand-in loss.
     pub train_step_ms: f64,
+    /// The same for DGCNN (default config).
+    pub dgcnn_train_step_ms: f64,
     /// `[2048, K] x [K, K]` with the fused forward's FLOP count: candle `matmul`
     /// (allocates and zero-fills its output each call)...
     pub matmul_ms: f64,
@@ -87,6 +89,12 @@ impl fmt::Display for ModelBenchReport {
             f,
             "pointnet train step B=4 (fwd+bwd+AdamW)",
             self.train_step_ms,
+            None,
+        )?;
+        row(
+            f,
+            "dgcnn train step B=4 (fwd+bwd+AdamW)",
+            self.dgcnn_train_step_ms,
             None,
         )?;
         let mm = format!(
@@ -198,6 +206,24 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
         opt.backward_step(&loss)
     })?;
 
+    let dg_map = VarMap::new();
+    let dg = Dgcnn::new(
+        DgcnnConfig::default(),
+        VarBuilder::from_varmap(&dg_map, DType::F32, &dev),
+    )?;
+    let mut dg_opt = AdamW::new(
+        dg_map.all_vars(),
+        ParamsAdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )?;
+    let dgcnn_train_step_ms = median_ms(repeats.div_ceil(2), || {
+        let emb = dg.forward_t(&xb, true)?;
+        let loss = stand_in_loss(&emb, &idx)?;
+        dg_opt.backward_step(&loss)
+    })?;
+
     let fused_flops = 2.0 * (cfg.macs_per_point() * BENCH_POINTS) as f64;
     let matmul_k = ((cfg.macs_per_point() as f64).sqrt() / 16.0).round() as usize * 16;
     let a = Tensor::randn(0f32, 1.0, (BENCH_POINTS, matmul_k), &dev)?;
@@ -221,6 +247,7 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
         unfused_forward_ms,
         fused_forward_ms,
         train_step_ms,
+        dgcnn_train_step_ms,
         matmul_ms,
         gemm_ms,
         matmul_k,

@@ -424,8 +424,11 @@ fn linear_bwd(
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let mut dx = Vec::with_capacity(if need_dx { m * cin } else { 0 });
     let dx_ptr = SendPtr(dx.as_mut_ptr());
-    let dw = (0..m.div_ceil(ROWS))
+    let n_chunks = m.div_ceil(ROWS);
+    let dw = (0..n_chunks)
         .into_par_iter()
+        // Each split allocates a dw accumulator: a few per thread is enough.
+        .with_min_len((n_chunks / (4 * rayon::current_num_threads())).max(1))
         .fold(
             || {
                 (

@@ -162,7 +162,7 @@ impl PointNet {
             local: raw(&local)?,
             global: raw(&global)?,
             seg0_local: seg0_local.raw()?,
-            seg0_global: seg0_local_global_raw(&seg0_global)?,
+            seg0_global: raw_weight(&seg0_global)?,
             seg: raw(&seg)?,
             head: head.raw()?,
         };
@@ -363,7 +363,8 @@ struct CpuPointNet {
 /// Points per tile: 256 x 1024 floats (1 MiB) keeps the widest activation in L2.
 const TILE: usize = 256;
 
-fn seg0_local_global_raw(w: &Tensor) -> Result<RawLinear> {
+/// A plain weight matrix (no bias, no activation) as a [`RawLinear`].
+fn raw_weight(w: &Tensor) -> Result<RawLinear> {
     let (k, n) = w.dims2()?;
     Ok(RawLinear {
         wt: w.flatten_all()?.to_vec1()?,
