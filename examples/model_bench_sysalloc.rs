@@ -1,5 +1,6 @@
-//! `cargo run --release --example model_bench_sysalloc [repeats]`: the same timings as
-//! `model_bench` with the system allocator, to measure what mimalloc buys.
+//! `cargo run --release --example model_bench_sysalloc [repeats]`: the timings of
+//! `semcorr bench model` with the system allocator instead of mimalloc, to measure what the
+//! allocator buys (an allocator is chosen per process, so this cannot be one run).
 
 fn main() {
     let repeats = std::env::args()

@@ -6,6 +6,10 @@ use semcorr::dataset::{synth, Dataset, Split};
 use semcorr::eval;
 use std::path::PathBuf;
 
+// mimalloc: measured ~17% faster training steps than the system allocator (see src/model).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "semcorr",
@@ -84,6 +88,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// PointNet forward (B=1, N=2048), a training step (B=4), and a same-FLOP matmul.
+    Model {
+        #[arg(long, default_value_t = 15)]
+        repeats: usize,
+    },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
         #[arg(long, default_value_t = 2048)]
@@ -175,6 +184,9 @@ fn main() -> Result<()> {
             );
         }
         Command::Bench { what } => match what {
+            BenchCommand::Model { repeats } => {
+                println!("{}", semcorr::model::bench::try_model_bench(repeats)?)
+            }
             BenchCommand::Geodesic {
                 points,
                 k,
