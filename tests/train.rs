@@ -44,7 +44,12 @@ fn tiny_run_lowers_loss_and_beats_random() {
         "loss did not fall: {:?}",
         h.iter().map(|m| m.train_loss).collect::<Vec<_>>()
     );
-    for f in ["metrics.csv", "curves.png", "last.safetensors", "best.safetensors"] {
+    for f in [
+        "metrics.csv",
+        "curves.png",
+        "last.safetensors",
+        "best.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -54,7 +59,13 @@ fn tiny_run_lowers_loss_and_beats_random() {
     let cat = ds.category("mug").unwrap();
     let test = ds.load_split(cat, Split::Test).unwrap();
     let (net, ckpt) = load_network(&out.join("best.safetensors")).unwrap();
-    let trained = evaluate_models(&cat.class_id, "mug", &test, &net.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu)).unwrap();
+    let trained = evaluate_models(
+        &cat.class_id,
+        "mug",
+        &test,
+        &net.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu),
+    )
+    .unwrap();
     let random = evaluate_models(&cat.class_id, "mug", &test, &RandomEmbedder::new(0)).unwrap();
     assert!(
         trained.mge < 0.6 * random.mge,
@@ -70,7 +81,11 @@ fn resume_continues_exactly() {
     let data = tmp.path().join("data");
     synth(&data, 10);
     let straight = tmp.path().join("straight");
-    train(config(&data, &straight, 4, &["augment.rotate_up=true"]), None).unwrap();
+    train(
+        config(&data, &straight, 4, &["augment.rotate_up=true"]),
+        None,
+    )
+    .unwrap();
     let split = tmp.path().join("split");
     train(config(&data, &split, 2, &["augment.rotate_up=true"]), None).unwrap();
     let resumed = train(
@@ -82,7 +97,10 @@ fn resume_continues_exactly() {
     let (a, _) = load_network(&straight.join(LAST_CHECKPOINT)).unwrap();
     let (b, ckpt) = load_network(&split.join(LAST_CHECKPOINT)).unwrap();
     assert_eq!(ckpt.meta.epoch, 4);
-    assert!(ckpt.meta.config.augment.rotate_up, "the checkpoint's config wins");
+    assert!(
+        ckpt.meta.config.augment.rotate_up,
+        "the checkpoint's config wins"
+    );
     let (wa, wb) = (a.weights(), b.weights());
     assert_eq!(wa.len(), wb.len());
     for (name, ta) in &wa {
@@ -109,9 +127,12 @@ fn bad_configs_name_the_problem() {
 
     let data = tmp.path().join("data");
     synth(&data, 6);
-    let err = train(config(&data, &tmp.path().join("r"), 1, &["category=kettle"]), None)
-        .unwrap_err()
-        .to_string();
+    let err = train(
+        config(&data, &tmp.path().join("r"), 1, &["category=kettle"]),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("kettle"), "{err}");
 
     // A category whose models carry no keypoints cannot be trained.
@@ -127,8 +148,63 @@ fn bad_configs_name_the_problem() {
         .to_string();
     assert!(err.contains("no annotated training models"), "{err}");
 
-    let err = TrainConfig::load(None, &["data=x".into(), "category=mug".into(), "lr=-1".into()])
-        .unwrap_err()
-        .to_string();
+    let err = TrainConfig::load(
+        None,
+        &["data=x".into(), "category=mug".into(), "lr=-1".into()],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("'lr'"), "{err}");
+}
+
+/// Mean embedding distance between keypoints of different correspondence sets on the test
+/// models: how far apart the network keeps different semantics.
+fn between_set_spread(run: &Path, data: &Path) -> f64 {
+    use semcorr::eval::Embedder;
+    let ds = Dataset::open(data).unwrap();
+    let cat = ds.category("mug").unwrap();
+    let (net, ckpt) = load_network(&run.join(LAST_CHECKPOINT)).unwrap();
+    let embedder = net.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu);
+    let (mut sum, mut count) = (0.0, 0);
+    for m in ds.load_split(cat, Split::Test).unwrap() {
+        let e = embedder.embed(&m.cloud).unwrap();
+        let kps = &m.annotation.keypoints;
+        for (i, a) in kps.iter().enumerate() {
+            for b in &kps[i + 1..] {
+                let d: f32 = e
+                    .row(a.point_index)
+                    .iter()
+                    .zip(e.row(b.point_index))
+                    .map(|(x, y)| (x - y) * (x - y))
+                    .sum();
+                sum += d.sqrt() as f64;
+                count += 1;
+            }
+        }
+    }
+    sum / count as f64
+}
+
+#[test]
+fn pull_only_collapses_and_the_push_prevents_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    synth(&data, 12);
+    let mut spread = Vec::new();
+    for margin in ["geodesic", "none"] {
+        let out = tmp.path().join(margin);
+        let set = format!("loss.margin={margin}");
+        train(
+            config(&data, &out, 6, &["lr=3e-3", "val_every=6", &set]),
+            None,
+        )
+        .unwrap();
+        spread.push(between_set_spread(&out, &data));
+    }
+    // Geodesic margins are 0.1-1 apart; without a push everything drifts together.
+    assert!(spread[0] > 0.1, "the push keeps sets apart: {spread:?}");
+    assert!(
+        spread[1] < 0.2 * spread[0],
+        "pull only collapses: {spread:?}"
+    );
 }
