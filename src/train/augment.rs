@@ -114,3 +114,87 @@ fn perturb(points: &mut [[f32; 3]], cfg: &AugmentConfig, rng: &mut ChaCha8Rng) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::synth::{generate_models, SynthOptions};
+    use rand::SeedableRng;
+
+    fn model() -> AnnotatedModel {
+        let opts = SynthOptions {
+            models_per_category: 1,
+            ..Default::default()
+        };
+        let m = generate_models("mug", &opts).unwrap().remove(0);
+        AnnotatedModel {
+            annotation: m.annotation,
+            cloud: m.cloud,
+        }
+    }
+
+    /// Each keypoint of the item lies where the annotated point went (same normalisation
+    /// undone), within the sampling gap.
+    fn assert_keypoints_follow(item: &TrainingItem, m: &AnnotatedModel, tol: f32) {
+        assert!(!item.keypoints.is_empty());
+        for kp in &item.keypoints {
+            let original = m.annotation.keypoint(kp.semantic_id).unwrap().xyz;
+            let nearest_to_original = item
+                .points
+                .iter()
+                .map(|p| dist2(p, &original))
+                .fold(f32::INFINITY, f32::min);
+            // The cloud is already normalised, so normalising again is (nearly) the identity.
+            let d = dist2(&item.points[kp.point], &original);
+            assert!(d.sqrt() <= nearest_to_original.sqrt() + tol, "semantic {} moved", kp.semantic_id);
+        }
+    }
+
+    #[test]
+    fn plain_item_keeps_every_keypoint_in_place() {
+        let m = model();
+        let cfg = TrainConfig {
+            num_points: 512,
+            ..Default::default()
+        };
+        let item = training_item(&m, &cfg, false, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(item.points.len(), 512);
+        assert_eq!(item.keypoints.len(), m.annotation.keypoints.len());
+        assert_keypoints_follow(&item, &m, 1e-4);
+    }
+
+    #[test]
+    fn partial_views_drop_hidden_keypoints_and_keep_the_rest_in_place() {
+        let m = model();
+        let mut cfg = TrainConfig {
+            num_points: 512,
+            ..Default::default()
+        };
+        cfg.augment.partial_view_prob = 1.0;
+        cfg.augment.jitter_sigma = 0.0;
+        let mut fewer = 0;
+        for seed in 0..6 {
+            let item = training_item(&m, &cfg, true, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+            assert_eq!(item.points.len(), 512);
+            fewer += usize::from(item.keypoints.len() < m.annotation.keypoints.len());
+            assert_keypoints_follow(&item, &m, 0.02);
+        }
+        assert!(fewer > 0, "some view hides some keypoint");
+    }
+
+    #[test]
+    fn rotation_is_about_the_up_axis() {
+        let m = model();
+        let mut cfg = TrainConfig::default();
+        cfg.augment.rotate_up = true;
+        cfg.augment.jitter_sigma = 0.0;
+        let plain = training_item(&m, &cfg, false, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let turned = training_item(&m, &cfg, true, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        for (a, b) in plain.points.iter().zip(&turned.points) {
+            assert!((a[1] - b[1]).abs() < 1e-5, "height is kept");
+            let ra = a[0].hypot(a[2]);
+            assert!((ra - b[0].hypot(b[2])).abs() < 1e-4, "distance to the axis is kept");
+        }
+        assert_ne!(plain.points, turned.points);
+    }
+}
