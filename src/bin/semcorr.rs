@@ -143,6 +143,19 @@ enum BenchCommand {
         #[arg(long, default_value_t = 15)]
         repeats: usize,
     },
+    /// Deployment models per precision: file size, embed time, test mGE (vs checkpoint).
+    Deploy {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Dataset (default: the checkpoint's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Folder for the exported files (default: a temporary one).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 15)]
+        repeats: usize,
+    },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
         #[arg(long, default_value_t = 2048)]
@@ -290,6 +303,27 @@ fn main() -> Result<()> {
         Command::Bench { what } => match what {
             BenchCommand::Model { repeats } => {
                 println!("{}", semcorr::model::bench::try_model_bench(repeats)?)
+            }
+            BenchCommand::Deploy {
+                checkpoint,
+                data,
+                out,
+                repeats,
+            } => {
+                let tmp =
+                    std::env::temp_dir().join(format!("semcorr-deploy-{}", std::process::id()));
+                let dir = out.unwrap_or(tmp);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                println!(
+                    "{}",
+                    semcorr::deploy::bench::deploy_bench(
+                        &checkpoint,
+                        data.as_deref(),
+                        &dir,
+                        repeats
+                    )?
+                );
             }
             BenchCommand::Geodesic {
                 points,

@@ -10,6 +10,7 @@
 //! to f32 at load and runs [`FusedPointNet`]'s CPU kernels by default ([`Runtime`] says
 //! why); [`Matcher`] turns embeddings into keypoints.
 
+pub mod bench;
 pub mod bundle;
 pub mod matcher;
 mod qnet;

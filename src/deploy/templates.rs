@@ -121,7 +121,10 @@ impl TemplateSet {
                     t.embedding.len()
                 ));
             }
-            if !t.embedding.iter().all(|v| v.is_finite()) || !(t.spread > 0.0) {
+            if !t.embedding.iter().all(|v| v.is_finite())
+                || !t.spread.is_finite()
+                || t.spread <= 0.0
+            {
                 return Err(format!(
                     "template {} has a non-finite value or spread",
                     t.semantic_id
