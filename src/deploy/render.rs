@@ -10,8 +10,8 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use plotters::prelude::*;
 use std::path::Path;
 
-/// Per-sample RGB from the top three principal components of the embeddings, each scaled
-/// from its 2nd..98th percentile to 0..255 (robust to a few extreme points).
+/// Per-sample RGB from the top three principal components of the embeddings, each mapped
+/// to 0..255 by rank.
 pub fn pca_colors(emb: &Embeddings) -> Vec<[u8; 3]> {
     let (n, d) = (emb.num_points, emb.dim);
     if n == 0 || d == 0 {
@@ -59,17 +59,18 @@ pub fn pca_colors(emb: &Embeddings) -> Vec<[u8; 3]> {
                 .sum();
         }
     }
+    // Rank per channel (histogram equalisation): embeddings are heavy-tailed, and min-max
+    // or percentile scaling left most of a cloud one colour.
     let scaled: Vec<Vec<u8>> = chan
         .iter()
         .map(|ch| {
-            let mut s = ch.clone();
-            s.sort_by(f64::total_cmp);
-            let lo = s[(n - 1) * 2 / 100];
-            let hi = s[(n - 1) * 98 / 100];
-            let span = (hi - lo).max(1e-12);
-            ch.iter()
-                .map(|v| (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8)
-                .collect()
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| ch[a].total_cmp(&ch[b]));
+            let mut out = vec![0u8; n];
+            for (rank, &i) in order.iter().enumerate() {
+                out[i] = (rank * 255 / (n - 1).max(1)) as u8;
+            }
+            out
         })
         .collect();
     (0..n)
