@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cloud;
 pub mod dataset;
+pub mod deploy;
 pub mod error;
 pub mod eval;
 pub mod geodesic;

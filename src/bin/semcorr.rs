@@ -53,8 +53,9 @@ enum Command {
         /// Baseline embedder: random | xyz | fpfh (ignored with --model).
         #[arg(long, default_value = "random")]
         embedder: String,
-        /// A trained checkpoint (`semcorr train`): evaluates the network instead of a
-        /// baseline, on the checkpoint's category unless --categories says otherwise.
+        /// A trained checkpoint (`semcorr train`, .safetensors) or a deployment model
+        /// (`semcorr export`, .gguf): evaluates the network instead of a baseline, on its
+        /// category unless --categories says otherwise.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Comma-separated categories (names or class ids; default: all).
@@ -79,6 +80,55 @@ enum Command {
         #[arg(long)]
         resume: Option<PathBuf>,
     },
+    /// Export a checkpoint as one GGUF deployment model (weights, preprocessing, templates).
+    Export {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// f32 | f16 | q8_0 | q4_0
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Dataset for the templates (default: the checkpoint's `data`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "train")]
+        split: String,
+    },
+    /// Few-shot: rebuild a model's templates from your own annotated clouds (KeypointNet
+    /// format) without retraining, writing a new model file.
+    Templates {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "train")]
+        split: String,
+        /// Category in --data (default: the model's, or the dataset's only one).
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Find the model's keypoints on a cloud (.pcd or .ply).
+    Infer {
+        /// A deployment model (.gguf).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        cloud: PathBuf,
+        /// Write the matches as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Draw the cloud coloured by embedding, with the keypoints, to this PNG (800x600).
+        #[arg(long)]
+        png: Option<PathBuf>,
+        #[arg(long, default_value_t = semcorr::deploy::MatchParams::default().min_score)]
+        min_score: f32,
+        /// Skip the geometric consistency check.
+        #[arg(long)]
+        no_geometry: bool,
+    },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -90,6 +140,19 @@ enum Command {
 enum BenchCommand {
     /// PointNet forward (B=1, N=2048), a training step (B=4), and a same-FLOP matmul.
     Model {
+        #[arg(long, default_value_t = 15)]
+        repeats: usize,
+    },
+    /// Deployment models per precision: file size, embed time, test mGE (vs checkpoint).
+    Deploy {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Dataset (default: the checkpoint's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Folder for the exported files (default: a temporary one).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[arg(long, default_value_t = 15)]
         repeats: usize,
     },
@@ -146,6 +209,13 @@ fn main() -> Result<()> {
             let split: Split = split.parse()?;
             let network;
             let embedder: Box<dyn eval::Embedder + '_> = match &model {
+                Some(path) if path.extension().is_some_and(|e| e == "gguf") => {
+                    let m = semcorr::deploy::DeployedModel::load(path)?;
+                    if categories.is_empty() {
+                        categories.push(m.category.class_id.clone());
+                    }
+                    Box::new(m)
+                }
                 Some(path) => {
                     let (net, ckpt) = semcorr::train::load_network(path)?;
                     if categories.is_empty() {
@@ -183,9 +253,77 @@ fn main() -> Result<()> {
                     .map_or("n/a".into(), |v| format!("{v:.4}"))
             );
         }
+        Command::Export {
+            checkpoint,
+            precision,
+            out,
+            data,
+            split,
+        } => {
+            let precision: semcorr::deploy::Precision = precision.parse()?;
+            let model = semcorr::deploy::DeployedModel::from_checkpoint(
+                &checkpoint,
+                precision,
+                data.as_deref(),
+                split.parse()?,
+            )?;
+            model.save(&out)?;
+            println!(
+                "wrote {} ({precision}, {} templates, {} weight bytes)",
+                out.display(),
+                model.templates.templates.len(),
+                model.weight_bytes()
+            );
+        }
+        Command::Templates {
+            model,
+            data,
+            split,
+            category,
+            out,
+        } => {
+            let mut m = semcorr::deploy::DeployedModel::load(&model)?;
+            m.retemplate(&data, split.parse()?, category.as_deref())?;
+            m.save(&out)?;
+            println!(
+                "wrote {} with {} templates from {}",
+                out.display(),
+                m.templates.templates.len(),
+                m.templates.source
+            );
+        }
+        Command::Infer {
+            model,
+            cloud,
+            json,
+            png,
+            min_score,
+            no_geometry,
+        } => infer(&model, &cloud, json, png, min_score, no_geometry)?,
         Command::Bench { what } => match what {
             BenchCommand::Model { repeats } => {
                 println!("{}", semcorr::model::bench::try_model_bench(repeats)?)
+            }
+            BenchCommand::Deploy {
+                checkpoint,
+                data,
+                out,
+                repeats,
+            } => {
+                let tmp =
+                    std::env::temp_dir().join(format!("semcorr-deploy-{}", std::process::id()));
+                let dir = out.unwrap_or(tmp);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                println!(
+                    "{}",
+                    semcorr::deploy::bench::deploy_bench(
+                        &checkpoint,
+                        data.as_deref(),
+                        &dir,
+                        repeats
+                    )?
+                );
             }
             BenchCommand::Geodesic {
                 points,
@@ -197,6 +335,52 @@ fn main() -> Result<()> {
                 semcorr::bench::geodesic_bench(points, k, sources, repeats)
             ),
         },
+    }
+    Ok(())
+}
+
+/// `semcorr infer`: embed, match, print; optionally JSON and a picture.
+fn infer(
+    model: &std::path::Path,
+    cloud_path: &std::path::Path,
+    json: Option<PathBuf>,
+    png: Option<PathBuf>,
+    min_score: f32,
+    no_geometry: bool,
+) -> Result<()> {
+    use semcorr::deploy::{matcher, DeployedModel, MatchParams, Matcher};
+    let m = DeployedModel::load(model)?;
+    let cloud = semcorr::Cloud::read(cloud_path)?;
+    let (prepared, emb) = m
+        .embed(&cloud)
+        .with_context(|| format!("embedding {}", cloud_path.display()))?;
+    let matcher = Matcher::new(MatchParams {
+        min_score,
+        geometric: !no_geometry,
+        ..Default::default()
+    });
+    let matches = matcher.match_prepared(&m.templates, &cloud, &prepared, &emb);
+    print!("{}", matcher::format_table(&matches));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&matches)?;
+        semcorr::error::write_file_atomic(&path, text.as_bytes())?;
+    }
+    if let Some(path) = png {
+        let title = format!(
+            "{}: {} ({})",
+            m.category.name,
+            cloud_path.file_name().unwrap_or_default().to_string_lossy(),
+            m.precision
+        );
+        semcorr::deploy::render::render_png(
+            &path,
+            &cloud,
+            &prepared,
+            &emb,
+            &matches,
+            &title,
+            (800, 600),
+        )?;
     }
     Ok(())
 }

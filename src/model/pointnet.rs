@@ -446,6 +446,125 @@ impl CpuPointNet {
     }
 }
 
+/// Folded-weight names and shapes, so a deployment file stores exactly what inference runs
+/// (`crate::deploy`): `<layer>.wt` `[in, out]` and `<layer>.b` `[out]` for the layers
+/// `local.{i}`, `global.{i}`, `seg0_local`, `seg.{i}` (i >= 1, the original indices) and
+/// `head`, plus `seg0_global.wt` (the global half of the first segmentation layer).
+impl FusedPointNet {
+    /// `(layer name, in, out, has bias)` in forward order.
+    pub fn folded_layout(cfg: &PointNetConfig) -> Vec<(String, usize, usize, bool)> {
+        let mut v = Vec::new();
+        let mut c = 3;
+        for (i, &o) in cfg.local.iter().enumerate() {
+            v.push((format!("local.{i}"), c, o, true));
+            c = o;
+        }
+        let cl = c;
+        for (i, &o) in cfg.global.iter().enumerate() {
+            v.push((format!("global.{i}"), c, o, true));
+            c = o;
+        }
+        let cg = c;
+        if let Some(&s0) = cfg.seg.first() {
+            v.push(("seg0_local".into(), cl, s0, true));
+            v.push(("seg0_global".into(), cg, s0, false));
+        }
+        let mut c = cfg.seg.first().copied().unwrap_or(cl);
+        for (i, &o) in cfg.seg.iter().enumerate().skip(1) {
+            v.push((format!("seg.{i}"), c, o, true));
+            c = o;
+        }
+        v.push(("head".into(), c, cfg.embed_dim, true));
+        v
+    }
+
+    /// The folded weights by name (see [`Self::folded_layout`]).
+    pub fn folded_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        let mut push = |name: String, l: &FusedLinear| {
+            v.push((format!("{name}.wt"), l.wt.clone()));
+            v.push((format!("{name}.b"), l.b.clone()));
+        };
+        for (i, l) in self.local.iter().enumerate() {
+            push(format!("local.{i}"), l);
+        }
+        for (i, l) in self.global.iter().enumerate() {
+            push(format!("global.{i}"), l);
+        }
+        push("seg0_local".into(), &self.seg0_local);
+        for (i, l) in self.seg.iter().enumerate() {
+            push(format!("seg.{}", i + 1), l);
+        }
+        push("head".into(), &self.head);
+        v.push(("seg0_global.wt".into(), self.seg0_global.clone()));
+        v
+    }
+
+    /// Rebuilds the network from [`Self::folded_tensors`] (f32, CPU); every tensor must be
+    /// present with its layout shape.
+    pub fn from_folded(
+        cfg: PointNetConfig,
+        tensors: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let get = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor '{name}'")))?;
+            if t.dims() != shape {
+                candle_core::bail!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?}",
+                    t.dims()
+                );
+            }
+            t.to_dtype(DType::F32)?.contiguous()
+        };
+        let n_local = cfg.local.len();
+        let n_global = cfg.global.len();
+        let mut layers = Vec::new();
+        let mut seg0_global = None;
+        for (name, i, o, bias) in Self::folded_layout(&cfg) {
+            let wt = get(&format!("{name}.wt"), &[i, o])?;
+            if !bias {
+                seg0_global = Some(wt);
+                continue;
+            }
+            let b = get(&format!("{name}.b"), &[o])?;
+            layers.push(FusedLinear {
+                wt,
+                b,
+                relu: name != "head",
+            });
+        }
+        let head = layers.pop().expect("layout ends with the head");
+        let mut rest = layers.into_iter();
+        let local: Vec<_> = rest.by_ref().take(n_local).collect();
+        let global: Vec<_> = rest.by_ref().take(n_global).collect();
+        let seg0_local = rest.next().expect("layout has seg0_local");
+        let seg: Vec<_> = rest.collect();
+        let seg0_global = seg0_global.expect("layout has seg0_global");
+        let raw = |ls: &[FusedLinear]| ls.iter().map(FusedLinear::raw).collect::<Result<Vec<_>>>();
+        let cpu = CpuPointNet {
+            local: raw(&local)?,
+            global: raw(&global)?,
+            seg0_local: seg0_local.raw()?,
+            seg0_global: raw_weight(&seg0_global)?,
+            seg: raw(&seg)?,
+            head: head.raw()?,
+        };
+        Ok(FusedPointNet {
+            cfg: BackboneConfig::PointNet(cfg),
+            local,
+            global,
+            seg0_local,
+            seg0_global,
+            seg,
+            head,
+            cpu,
+        })
+    }
+}
+
 impl Backbone for FusedPointNet {
     /// Inference only: `train = true` is refused (no batch statistics exist here).
     fn forward_t(&self, points: &Tensor, train: bool) -> Result<Tensor> {
@@ -550,6 +669,29 @@ mod tests {
             "max diff {d} (output scale {scale})"
         );
         assert!(fused.forward_t(&x, true).is_err());
+    }
+
+    #[test]
+    fn folded_tensors_roundtrip_exactly() {
+        let vm = VarMap::new();
+        let net = PointNet::new(
+            small(),
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        randomise_bn(&vm);
+        let fused = net.fused().unwrap();
+        let tensors: std::collections::HashMap<_, _> = fused.folded_tensors().into_iter().collect();
+        let again = FusedPointNet::from_folded(small(), &tensors).unwrap();
+        let x = points(1, 64, 7);
+        assert_eq!(
+            max_abs_diff(&fused.forward(&x).unwrap(), &again.forward(&x).unwrap()),
+            0.0
+        );
+        let mut missing = tensors.clone();
+        missing.remove("seg.1.wt");
+        let e = FusedPointNet::from_folded(small(), &missing).unwrap_err();
+        assert!(e.to_string().contains("seg.1.wt"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,347 @@
+//! Deployment: one GGUF file per trained network, holding everything a robot needs to
+//! turn a cloud into named keypoints without the training data:
+//!
+//! - the BN-folded PointNet weights (`FusedPointNet`'s layout), stored as f32, f16, q8_0
+//!   or q4_0 (quantized where the inner dimension is a multiple of 32, f32 elsewhere);
+//! - the backbone config, the preprocessing, the category and the keypoint templates as
+//!   `semcorr.*` metadata, with a checksum over all of it ([`bundle`] lists the keys).
+//!
+//! Loading checks every part and names the file and what is wrong. Inference dequantizes
+//! to f32 at load and runs [`FusedPointNet`]'s CPU kernels by default ([`Runtime`] says
+//! why); [`Matcher`] turns embeddings into keypoints.
+
+pub mod bench;
+pub mod bundle;
+pub mod matcher;
+mod qnet;
+pub mod render;
+pub mod templates;
+
+pub use bundle::{FORMAT_VERSION, PRECISIONS};
+pub use matcher::{KeypointMatch, MatchParams, Matcher};
+pub use templates::{PairStat, Template, TemplateSet};
+
+use crate::cloud::{Cloud, PrepareConfig, Prepared};
+use crate::dataset::{synth, AnnotatedModel, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::eval::{Embedder, Embeddings};
+use crate::model::{Backbone, BackboneConfig, FusedPointNet, NetworkEmbedder, PointNet};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Storage precision of the weight matrices (biases are always f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Q8_0 => "q8_0",
+            Precision::Q4_0 => "q4_0",
+        }
+    }
+
+    /// The storage type of a `[out, in]` weight: block formats need `in % 32 == 0`, so
+    /// narrower layers (the first, 3 inputs) stay f32.
+    pub fn weight_dtype(self, inner: usize) -> GgmlDType {
+        match self {
+            Precision::F32 => GgmlDType::F32,
+            Precision::F16 => GgmlDType::F16,
+            Precision::Q8_0 if inner % 32 == 0 => GgmlDType::Q8_0,
+            Precision::Q4_0 if inner % 32 == 0 => GgmlDType::Q4_0,
+            _ => GgmlDType::F32,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            Precision::F32,
+            Precision::F16,
+            Precision::Q8_0,
+            Precision::Q4_0,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown precision '{s}' (expected one of {})",
+                PRECISIONS.join(", ")
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a loaded model computes. Measured on this project's 2-core dev machine (see the
+/// README's deployment table): candle's quantized matmuls are slower than the f32 kernels on
+/// a CPU, so quantization buys file size, and the default dequantizes at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// Weights dequantized to f32 at load; [`FusedPointNet`]'s tiled CPU path.
+    #[default]
+    Dequantized,
+    /// candle `QMatMul`s on the stored (quantized) weights: less memory, slower on CPU.
+    Quantized,
+}
+
+/// The category a model was trained for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryInfo {
+    pub name: String,
+    pub class_id: String,
+}
+
+/// A deployment model: network, preprocessing, category and templates.
+pub struct DeployedModel {
+    pub backbone: BackboneConfig,
+    pub prepare: PrepareConfig,
+    pub category: CategoryInfo,
+    pub templates: TemplateSet,
+    pub precision: Precision,
+    /// Where the weights came from (checkpoint path and epoch), for humans.
+    pub source: String,
+    /// The stored weights by GGUF tensor name, kept so templates can be replaced without
+    /// re-quantizing.
+    weights: Vec<(String, Arc<QTensor>)>,
+    net: Box<dyn Backbone>,
+}
+
+impl std::fmt::Debug for DeployedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployedModel")
+            .field("category", &self.category)
+            .field("precision", &self.precision)
+            .field("templates", &self.templates.templates.len())
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// GGUF tensor name of a folded layer's weight (`[out, in]`) or bias.
+fn tensor_name(layer: &str, what: &str) -> String {
+    format!("pointnet.{layer}.{what}")
+}
+
+impl DeployedModel {
+    /// Builds a model from a training checkpoint: folds batch norm, quantizes to
+    /// `precision`, and computes templates from the annotated models of `split` in
+    /// `data` (default: the checkpoint's dataset). DGCNN is not exportable yet (its k-NN
+    /// graph needs more than per-layer matmuls); the error says so.
+    pub fn from_checkpoint(
+        ckpt_path: &Path,
+        precision: Precision,
+        data: Option<&Path>,
+        split: Split,
+    ) -> Result<DeployedModel> {
+        let what = ckpt_path.display().to_string();
+        let ckpt = crate::train::Checkpoint::load(ckpt_path)?;
+        let cfg = &ckpt.meta.config;
+        let pn_cfg = match &cfg.backbone {
+            BackboneConfig::PointNet(c) => c.clone(),
+            BackboneConfig::Dgcnn(_) => {
+                return Err(Error::invalid(format!(
+                    "{what}: DGCNN checkpoints cannot be exported yet (only PointNet)"
+                )))
+            }
+        };
+        let candle = |e: candle_core::Error| Error::invalid(format!("{what}: {e}"));
+        let vb =
+            candle_nn::VarBuilder::from_tensors(ckpt.model_weights(), DType::F32, &Device::Cpu);
+        let fused = PointNet::new(pn_cfg.clone(), vb)
+            .and_then(|n| n.fused())
+            .map_err(candle)?;
+        let folded: HashMap<String, Tensor> = fused.folded_tensors().into_iter().collect();
+        let mut weights = Vec::new();
+        for (layer, inner, _out, bias) in FusedPointNet::folded_layout(&pn_cfg) {
+            let wt = &folded[&format!("{layer}.wt")];
+            let w = wt.t().and_then(|w| w.contiguous()).map_err(candle)?;
+            let q = QTensor::quantize(&w, precision.weight_dtype(inner)).map_err(candle)?;
+            weights.push((tensor_name(&layer, "weight"), Arc::new(q)));
+            if bias {
+                let b = &folded[&format!("{layer}.b")];
+                let q = QTensor::quantize(b, GgmlDType::F32).map_err(candle)?;
+                weights.push((tensor_name(&layer, "bias"), Arc::new(q)));
+            }
+        }
+        // The exact preprocessing training used (NetworkEmbedder of the trainer).
+        let prepare = PrepareConfig {
+            num_points: cfg.num_points,
+            ..PrepareConfig::default()
+        };
+        let data_dir = data.unwrap_or(&cfg.data).to_path_buf();
+        let dataset = Dataset::open(&data_dir)?;
+        let category = dataset.category(&cfg.category)?;
+        let info = CategoryInfo {
+            name: category.name.clone(),
+            class_id: category.class_id.clone(),
+        };
+        let mut model = DeployedModel {
+            backbone: cfg.backbone.clone(),
+            prepare,
+            category: info,
+            templates: TemplateSet::default(),
+            precision,
+            source: format!("{} (epoch {})", ckpt_path.display(), ckpt.meta.epoch),
+            weights,
+            net: Box::new(fused),
+        };
+        // Templates come from the network as deployed (quantized), so their spread
+        // matches what the matcher will see.
+        model.net = model.build_net(Runtime::Dequantized, &what)?;
+        let models = dataset.load_split(category, split)?;
+        let source = format!("{} {} split", data_dir.display(), split.name());
+        model.templates = model.build_templates(&models, &source)?;
+        Ok(model)
+    }
+
+    /// Reads and checks a model file ([`bundle::read`]) with the default runtime.
+    pub fn load(path: impl AsRef<Path>) -> Result<DeployedModel> {
+        Self::load_with(path, Runtime::default())
+    }
+
+    pub fn load_with(path: impl AsRef<Path>, runtime: Runtime) -> Result<DeployedModel> {
+        let path = path.as_ref();
+        let mut model = bundle::read(path)?;
+        model.net = model.build_net(runtime, &path.display().to_string())?;
+        Ok(model)
+    }
+
+    /// Writes the model (atomically) to `path`.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        bundle::write(self, path.as_ref())
+    }
+
+    /// The inference network from the stored weights.
+    fn build_net(&self, runtime: Runtime, what: &str) -> Result<Box<dyn Backbone>> {
+        let BackboneConfig::PointNet(cfg) = &self.backbone else {
+            return Err(Error::invalid(format!(
+                "{what}: only PointNet models can be deployed"
+            )));
+        };
+        let candle = |e: candle_core::Error| Error::invalid(format!("{what}: {e}"));
+        let stored: HashMap<&str, &Arc<QTensor>> =
+            self.weights.iter().map(|(n, q)| (n.as_str(), q)).collect();
+        match runtime {
+            Runtime::Dequantized => {
+                let mut folded = HashMap::new();
+                for (layer, _, _, bias) in FusedPointNet::folded_layout(cfg) {
+                    let w = stored_tensor(&stored, &tensor_name(&layer, "weight"), what)?;
+                    let wt = w
+                        .dequantize(&Device::Cpu)
+                        .and_then(|w| w.t()?.contiguous())
+                        .map_err(candle)?;
+                    folded.insert(format!("{layer}.wt"), wt);
+                    if bias {
+                        let b = stored_tensor(&stored, &tensor_name(&layer, "bias"), what)?;
+                        let b = b.dequantize(&Device::Cpu).map_err(candle)?;
+                        folded.insert(format!("{layer}.b"), b);
+                    }
+                }
+                Ok(Box::new(
+                    FusedPointNet::from_folded(cfg.clone(), &folded).map_err(candle)?,
+                ))
+            }
+            Runtime::Quantized => Ok(Box::new(
+                qnet::QuantPointNet::new(cfg.clone(), &stored).map_err(candle)?,
+            )),
+        }
+    }
+
+    /// The stored weights, by GGUF tensor name.
+    pub fn weights(&self) -> &[(String, Arc<QTensor>)] {
+        &self.weights
+    }
+
+    /// Size of the stored weights in bytes.
+    pub fn weight_bytes(&self) -> usize {
+        self.weights
+            .iter()
+            .map(|(_, q)| q.storage_size_in_bytes())
+            .sum()
+    }
+
+    /// The network's embeddings of the prepared sample (`num_points` rows), with the
+    /// preparation that maps them back to the input cloud.
+    pub fn embed(&self, cloud: &Cloud) -> Result<(Prepared, Embeddings)> {
+        self.embedder().embed_prepared(cloud, "cloud")
+    }
+
+    fn embedder(&self) -> NetworkEmbedder<'_> {
+        NetworkEmbedder {
+            backbone: self.net.as_ref(),
+            prepare: self.prepare,
+            device: Device::Cpu,
+            name: format!("gguf-{}", self.precision),
+        }
+    }
+
+    /// Templates from annotated models (the training split at export, a user's own few
+    /// clouds for few-shot use); names come from the synthetic generator's tables when the
+    /// category is one of its own.
+    pub fn build_templates(&self, models: &[AnnotatedModel], source: &str) -> Result<TemplateSet> {
+        let names = synth::semantic_points(&self.category.name);
+        TemplateSet::build(models, |c| self.embed(c), names, source)
+    }
+
+    /// Replaces the templates with ones built from `split` of a user's dataset (few-shot:
+    /// no retraining). `category` defaults to the model's (class id, then name), or the
+    /// dataset's only category.
+    pub fn retemplate(&mut self, data: &Path, split: Split, category: Option<&str>) -> Result<()> {
+        let dataset = Dataset::open(data)?;
+        let cat = match category {
+            Some(c) => dataset.category(c)?,
+            None => dataset
+                .category(&self.category.class_id)
+                .or_else(|_| dataset.category(&self.category.name))
+                .or_else(|e| match dataset.categories.as_slice() {
+                    [only] => Ok(only),
+                    _ => Err(e),
+                })?,
+        };
+        let models = dataset.load_split(cat, split)?;
+        let source = format!("{} {} split", data.display(), split.name());
+        self.templates = self.build_templates(&models, &source)?;
+        Ok(())
+    }
+}
+
+fn stored_tensor<'a>(
+    stored: &HashMap<&str, &'a Arc<QTensor>>,
+    name: &str,
+    what: &str,
+) -> Result<&'a Arc<QTensor>> {
+    stored
+        .get(name)
+        .copied()
+        .ok_or_else(|| Error::invalid(format!("{what}: missing tensor '{name}'")))
+}
+
+impl Embedder for DeployedModel {
+    fn name(&self) -> String {
+        format!("gguf-{}", self.precision)
+    }
+
+    fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
+        self.embedder().embed(cloud)
+    }
+}

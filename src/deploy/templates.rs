@@ -1,0 +1,238 @@
+//! Keypoint templates: what a correspondence set looks like in embedding space (a robust
+//! mean over annotated models and its spread) and where the sets lie relative to each
+//! other in the normalised frame (pairwise distance statistics for the geometric check).
+
+use crate::cloud::{Cloud, Prepared};
+use crate::dataset::synth::SemanticPoint;
+use crate::dataset::AnnotatedModel;
+use crate::error::{Error, Result};
+use crate::eval::Embeddings;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Fraction of members farthest from the median dropped before averaging: annotators
+/// disagree and a few models are odd, and one outlier should not move the template.
+pub const TRIM_FRACTION: f32 = 0.2;
+
+/// One correspondence set's template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub semantic_id: u32,
+    /// Human-readable name when known (synthetic categories), e.g. "handle top".
+    pub name: Option<String>,
+    /// Trimmed mean of the members' embeddings.
+    pub embedding: Vec<f32>,
+    /// Median distance of the members to `embedding`: the matcher's unit of distance.
+    pub spread: f32,
+    /// Annotated models that contributed.
+    pub members: usize,
+}
+
+/// Distance between two sets' keypoints in the normalised frame over the models that
+/// have both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairStat {
+    pub a: u32,
+    pub b: u32,
+    pub mean: f32,
+    pub std: f32,
+    pub count: usize,
+}
+
+/// All templates of a model plus where they came from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSet {
+    /// e.g. "data/synth train split, 24 models".
+    pub source: String,
+    pub templates: Vec<Template>,
+    pub pairs: Vec<PairStat>,
+}
+
+/// One model's annotated keypoints: (semantic id, embedding, normalised xyz).
+type Observed = Vec<(u32, Vec<f32>, [f32; 3])>;
+
+impl TemplateSet {
+    /// Builds templates from annotated models; `embed` is the deployed network's
+    /// preparation + forward pass (so templates live in the space the matcher searches).
+    pub fn build(
+        models: &[AnnotatedModel],
+        embed: impl Fn(&Cloud) -> Result<(Prepared, Embeddings)> + Sync,
+        names: Option<&[SemanticPoint]>,
+        source: &str,
+    ) -> Result<TemplateSet> {
+        let observed: Vec<Observed> = models
+            .par_iter()
+            .map(|m| {
+                let (prep, emb) = embed(&m.cloud)?;
+                let nearest = prep.nearest_sample_of_each(&m.cloud);
+                Ok(m.annotation
+                    .keypoints
+                    .iter()
+                    .filter(|k| k.point_index < m.cloud.len())
+                    .map(|k| {
+                        let e = emb.row(nearest[k.point_index]).to_vec();
+                        let p = prep.transform.apply_point(m.cloud.points[k.point_index]);
+                        (k.semantic_id, e, p)
+                    })
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut by_set: BTreeMap<u32, Vec<&[f32]>> = BTreeMap::new();
+        for (id, e, _) in observed.iter().flatten() {
+            by_set.entry(*id).or_default().push(e);
+        }
+        if by_set.is_empty() {
+            return Err(Error::invalid(format!(
+                "templates from {source}: no annotated keypoints in {} models",
+                models.len()
+            )));
+        }
+        let templates = by_set
+            .into_iter()
+            .map(|(id, members)| {
+                let embedding = trimmed_mean(&members);
+                let mut d: Vec<f32> = members.iter().map(|m| dist(m, &embedding)).collect();
+                Template {
+                    semantic_id: id,
+                    name: names
+                        .and_then(|n| n.get(id as usize))
+                        .map(|p| p.name.to_string()),
+                    embedding,
+                    spread: median(&mut d).max(1e-6),
+                    members: members.len(),
+                }
+            })
+            .collect();
+        Ok(TemplateSet {
+            source: format!("{source}, {} models", models.len()),
+            templates,
+            pairs: pair_stats(&observed),
+        })
+    }
+
+    /// Consistency of a set read from a file: `Err` says what is wrong.
+    pub fn validate(&self, dim: usize) -> std::result::Result<(), String> {
+        for t in &self.templates {
+            if t.embedding.len() != dim {
+                return Err(format!(
+                    "template {} has {} dims, the network makes {dim}",
+                    t.semantic_id,
+                    t.embedding.len()
+                ));
+            }
+            if !t.embedding.iter().all(|v| v.is_finite())
+                || !t.spread.is_finite()
+                || t.spread <= 0.0
+            {
+                return Err(format!(
+                    "template {} has a non-finite value or spread",
+                    t.semantic_id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The distance statistics of two sets, in either order.
+    pub fn pair(&self, a: u32, b: u32) -> Option<&PairStat> {
+        let (a, b) = (a.min(b), a.max(b));
+        self.pairs.iter().find(|p| p.a == a && p.b == b)
+    }
+}
+
+fn dist(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+fn median(v: &mut [f32]) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f32::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Mean of the members closest to their coordinate-wise median, dropping the farthest
+/// [`TRIM_FRACTION`] (always keeping at least one).
+fn trimmed_mean(members: &[&[f32]]) -> Vec<f32> {
+    let dim = members[0].len();
+    let med: Vec<f32> = (0..dim)
+        .map(|j| median(&mut members.iter().map(|m| m[j]).collect::<Vec<_>>()))
+        .collect();
+    let mut order: Vec<(f32, usize)> = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (dist(m, &med), i))
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let keep = ((members.len() as f32 * (1.0 - TRIM_FRACTION)).ceil() as usize).max(1);
+    let mut mean = vec![0f32; dim];
+    for &(_, i) in &order[..keep] {
+        mean.iter_mut().zip(members[i]).for_each(|(a, b)| *a += b);
+    }
+    mean.iter_mut().for_each(|a| *a /= keep as f32);
+    mean
+}
+
+fn pair_stats(observed: &[Observed]) -> Vec<PairStat> {
+    let mut acc: BTreeMap<(u32, u32), Vec<f32>> = BTreeMap::new();
+    for kps in observed {
+        for (i, (ia, _, pa)) in kps.iter().enumerate() {
+            for (ib, _, pb) in &kps[i + 1..] {
+                let d = crate::cloud::dist2(pa, pb).sqrt();
+                acc.entry(((*ia).min(*ib), (*ia).max(*ib)))
+                    .or_default()
+                    .push(d);
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|((a, b), d)| {
+            let n = d.len() as f32;
+            let mean = d.iter().sum::<f32>() / n;
+            let var = d.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+            PairStat {
+                a,
+                b,
+                mean,
+                std: var.sqrt(),
+                count: d.len(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trimmed_mean_ignores_an_outlier() {
+        let a = [1.0f32, 0.0];
+        let b = [1.2f32, 0.0];
+        let c = [0.8f32, 0.0];
+        let d = [1.0f32, 0.1];
+        let far = [100.0f32, 100.0];
+        let m = trimmed_mean(&[&a, &b, &c, &d, &far]);
+        assert!(
+            (m[0] - 1.0).abs() < 1e-5 && (m[1] - 0.025).abs() < 1e-5,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn median_even_and_odd() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
