@@ -146,7 +146,11 @@ mod tests {
                 .fold(f32::INFINITY, f32::min);
             // The cloud is already normalised, so normalising again is (nearly) the identity.
             let d = dist2(&item.points[kp.point], &original);
-            assert!(d.sqrt() <= nearest_to_original.sqrt() + tol, "semantic {} moved", kp.semantic_id);
+            assert!(
+                d.sqrt() <= nearest_to_original.sqrt() + tol,
+                "semantic {} moved",
+                kp.semantic_id
+            );
         }
     }
 
@@ -193,7 +197,10 @@ mod tests {
         for (a, b) in plain.points.iter().zip(&turned.points) {
             assert!((a[1] - b[1]).abs() < 1e-5, "height is kept");
             let ra = a[0].hypot(a[2]);
-            assert!((ra - b[0].hypot(b[2])).abs() < 1e-4, "distance to the axis is kept");
+            assert!(
+                (ra - b[0].hypot(b[2])).abs() < 1e-4,
+                "distance to the axis is kept"
+            );
         }
         assert_ne!(plain.points, turned.points);
     }
