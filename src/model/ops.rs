@@ -1513,21 +1513,29 @@ mod tests {
                     .collect();
                 (y, mean, var, grads)
             };
-            let (y1, m1, v1, g1) = run(true);
-            let (y2, m2, v2, g2) = run(false);
-            assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
+            assert_fast_matches_generic(act, run(true), run(false));
+        }
+    }
+
+    /// Outputs, batch statistics and gradients of a fused op against the generic maths.
+    fn assert_fast_matches_generic(
+        act: Activation,
+        fast: (Tensor, Tensor, Tensor, Vec<Tensor>),
+        generic: (Tensor, Tensor, Tensor, Vec<Tensor>),
+    ) {
+        let ((y1, m1, v1, g1), (y2, m2, v2, g2)) = (fast, generic);
+        assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
+        assert!(
+            max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3,
+            "{act:?} stats"
+        );
+        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
             assert!(
-                max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3,
-                "{act:?} stats"
+                max_diff(a, b) < 1e-3 * scale.max(1.0),
+                "{act:?} grad {i}: {}",
+                max_diff(a, b)
             );
-            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-                let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-                assert!(
-                    max_diff(a, b) < 1e-3 * scale.max(1.0),
-                    "{act:?} grad {i}: {}",
-                    max_diff(a, b)
-                );
-            }
         }
     }
 
@@ -1568,21 +1576,7 @@ mod tests {
                     .collect();
                 (y, mean, var, grads)
             };
-            let (y1, m1, v1, g1) = run(true);
-            let (y2, m2, v2, g2) = run(false);
-            assert!(max_diff(&y1, &y2) < 1e-4, "{act:?} y");
-            assert!(
-                max_diff(&m1, &m2) < 1e-4 && max_diff(&v1, &v2) < 1e-3,
-                "{act:?} stats"
-            );
-            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-                let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-                assert!(
-                    max_diff(a, b) < 1e-3 * scale.max(1.0),
-                    "{act:?} grad {i}: {}",
-                    max_diff(a, b)
-                );
-            }
+            assert_fast_matches_generic(act, run(true), run(false));
         }
     }
 
