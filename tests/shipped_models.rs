@@ -1,0 +1,69 @@
+//! The default models in `models/`: each places most keypoints of unseen procedural test
+//! clouds near the truth (geodesic error at most 0.10 of the bounding-box diagonal).
+
+use semcorr::dataset::synth::{generate_dataset, SynthOptions};
+use semcorr::dataset::{Dataset, Split};
+use semcorr::deploy::{DeployedModel, Matcher};
+use semcorr::geodesic::{KnnGraph, DEFAULT_K};
+use std::path::Path;
+
+#[test]
+fn shipped_models_place_keypoints_within_a_tenth_of_the_diagonal() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 3, "at least three default models ship");
+    let tmp = tempfile::tempdir().unwrap();
+    for path in paths {
+        assert!(
+            std::fs::metadata(&path).unwrap().len() <= 2_000_000,
+            "{} over 2 MB",
+            path.display()
+        );
+        let model = DeployedModel::load(&path).unwrap();
+        let name = model.category.name.clone();
+        // The models were trained on `semcorr synth --models 40 --seed 0`; its test split
+        // was never seen in training.
+        let data = tmp.path().join(&name);
+        let opts = SynthOptions {
+            categories: vec![name.clone()],
+            models_per_category: 40,
+            seed: 0,
+            ..Default::default()
+        };
+        generate_dataset(&data, &opts).unwrap();
+        let ds = Dataset::open(&data).unwrap();
+        let test = ds
+            .load_split(ds.category(&name).unwrap(), Split::Test)
+            .unwrap();
+        let matcher = Matcher::default();
+        let (mut near, mut total, mut accepted) = (0, 0, 0);
+        for m in &test {
+            let matches = matcher.match_cloud(&model, &m.cloud).unwrap();
+            let graph = KnnGraph::build(&m.cloud.points, DEFAULT_K);
+            for kp in &m.annotation.keypoints {
+                let Some(found) = matches.iter().find(|x| x.semantic_id == kp.semantic_id) else {
+                    continue;
+                };
+                let geo = graph.from_sources(&[kp.point_index]).unwrap();
+                total += 1;
+                near += usize::from(geo.get(0, found.index) <= 0.10);
+                accepted += usize::from(found.accepted);
+            }
+        }
+        let fraction = near as f64 / total as f64;
+        eprintln!(
+            "{name}: {near}/{total} = {:.1}% of keypoints within 0.10; {accepted} accepted by the matcher",
+            100.0 * fraction
+        );
+        assert!(
+            fraction >= 0.8,
+            "{name}: only {:.1}% within 0.10",
+            100.0 * fraction
+        );
+    }
+}
