@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: build, generate a procedural dataset, and print the baselines' mGE tables.
+# The main job for now: build, generate a procedural dataset, print the baselines' and a
+# shipped model's mGE tables, and find the keypoints of an unseen mug with models/mug.gguf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,3 +11,9 @@ DATA="${SEMCORR_DEMO_DATA:-data/synth}"
 for e in random xyz fpfh; do
   "$B" eval --data "$DATA" --split test --embedder "$e"
 done
+"$B" eval --data "$DATA" --split test --model models/mug.gguf
+mug=$(grep -m1 '^90000001-' "$DATA/splits/test.txt")
+mkdir -p out
+"$B" infer --model models/mug.gguf --cloud "$DATA/pcds/90000001/${mug#90000001-}.pcd" \
+  --json out/mug.json --png out/mug.png
+echo "picture: out/mug.png"
