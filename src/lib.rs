@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod geodesic;
 pub mod model;
+pub mod node;
 pub mod plot;
 pub mod train;
 

@@ -59,8 +59,8 @@ impl Precision {
         match self {
             Precision::F32 => GgmlDType::F32,
             Precision::F16 => GgmlDType::F16,
-            Precision::Q8_0 if inner % 32 == 0 => GgmlDType::Q8_0,
-            Precision::Q4_0 if inner % 32 == 0 => GgmlDType::Q4_0,
+            Precision::Q8_0 if inner.is_multiple_of(32) => GgmlDType::Q8_0,
+            Precision::Q4_0 if inner.is_multiple_of(32) => GgmlDType::Q4_0,
             _ => GgmlDType::F32,
         }
     }
