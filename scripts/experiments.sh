@@ -20,7 +20,7 @@ done
 train() { # name category extra-args...
   local name=$1 cat=$2; shift 2
   [ -f "$OUT/$name-$cat/best.safetensors" ] && [ -f "$OUT/eval/$name-$cat.json" ] && return 0
-  "$B" train --config configs/train-pointnet.yaml --set data="$DATA" --set category="$cat" \
+  "$B" train --config config/train-pointnet.yaml --set data="$DATA" --set category="$cat" \
     --set out="$OUT/$name-$cat" --set progress=false "$@" | tail -n 3
   "$B" eval --data "$DATA" --model "$OUT/$name-$cat/best.safetensors" \
     --json "$OUT/eval/$name-$cat.json" > "$OUT/eval/$name-$cat.txt"
