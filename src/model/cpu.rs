@@ -27,35 +27,7 @@ impl RawLinear {
 
 /// `y[m, n] = x[m, k] w[k, n]`, all row-major and contiguous, on the calling thread.
 pub(crate) fn matmul(y: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
-    assert!(y.len() >= m * n && x.len() >= m * k && w.len() >= k * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the three buffers are distinct borrows whose lengths were checked above
-    // against the row-major extents handed to gemm (unit column stride, row stride = width).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
+    matmul_par(y, x, w, (m, k, n), 1);
 }
 
 /// `y[m, n] = x[m, k] w[k, n]` with gemm's own multi-threading (the bench's roofline).
@@ -67,12 +39,16 @@ pub(crate) fn matmul_par(
     threads: usize,
 ) {
     assert!(y.len() >= m * n && x.len() >= m * k && w.len() >= k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
     let par = if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     };
-    // SAFETY: as in `matmul`.
+    // SAFETY: the three buffers are distinct borrows whose lengths were checked above
+    // against the row-major extents handed to gemm (unit column stride, row stride = width).
     unsafe {
         gemm::gemm(
             m,

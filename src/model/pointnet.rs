@@ -157,25 +157,15 @@ impl PointNet {
         };
         let seg0_global = first.wt.narrow(0, cl, cg)?.contiguous()?;
         let head = FusedLinear::new(&self.head)?;
-        let raw = |ls: &[FusedLinear]| ls.iter().map(FusedLinear::raw).collect::<Result<Vec<_>>>();
-        let cpu = CpuPointNet {
-            local: raw(&local)?,
-            global: raw(&global)?,
-            seg0_local: seg0_local.raw()?,
-            seg0_global: raw_weight(&seg0_global)?,
-            seg: raw(&seg)?,
-            head: head.raw()?,
-        };
-        Ok(FusedPointNet {
-            cfg: self.cfg.clone(),
+        FusedPointNet::assemble(
+            self.cfg.clone(),
             local,
             global,
             seg0_local,
             seg0_global,
             seg,
             head,
-            cpu,
-        })
+        )
     }
 }
 
@@ -543,6 +533,27 @@ impl FusedPointNet {
         let seg0_local = rest.next().expect("layout has seg0_local");
         let seg: Vec<_> = rest.collect();
         let seg0_global = seg0_global.expect("layout has seg0_global");
+        Self::assemble(
+            BackboneConfig::PointNet(cfg),
+            local,
+            global,
+            seg0_local,
+            seg0_global,
+            seg,
+            head,
+        )
+    }
+
+    /// The network from its folded layers, with the plain-slice copy the CPU path runs on.
+    fn assemble(
+        cfg: BackboneConfig,
+        local: Vec<FusedLinear>,
+        global: Vec<FusedLinear>,
+        seg0_local: FusedLinear,
+        seg0_global: Tensor,
+        seg: Vec<FusedLinear>,
+        head: FusedLinear,
+    ) -> Result<FusedPointNet> {
         let raw = |ls: &[FusedLinear]| ls.iter().map(FusedLinear::raw).collect::<Result<Vec<_>>>();
         let cpu = CpuPointNet {
             local: raw(&local)?,
@@ -553,7 +564,7 @@ impl FusedPointNet {
             head: head.raw()?,
         };
         Ok(FusedPointNet {
-            cfg: BackboneConfig::PointNet(cfg),
+            cfg,
             local,
             global,
             seg0_local,
