@@ -29,7 +29,9 @@ _semcorr_ros_setup() {
     touch "$stamp"
   fi
   # r2r's bindgen needs libclang at build time.
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+  # (libclang-cpp alone is not enough: bindgen loads libclang.so or libclang-N.so.)
+  if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
       echo "ros_env: installing libclang-dev and clang (apt)" >&2
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang >/dev/null) || return 1

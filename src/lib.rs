@@ -15,6 +15,8 @@ pub mod geodesic;
 pub mod model;
 pub mod node;
 pub mod plot;
+#[cfg(feature = "ros")]
+pub mod ros;
 pub mod train;
 
 pub use cloud::Cloud;

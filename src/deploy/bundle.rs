@@ -341,5 +341,6 @@ pub(super) fn read(path: &Path) -> Result<DeployedModel> {
         source: meta["semcorr.source"].clone(),
         weights,
         net: Box::new(super::qnet::Unbuilt),
+        device: candle_core::Device::Cpu,
     })
 }

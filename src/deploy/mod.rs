@@ -124,6 +124,8 @@ pub struct DeployedModel {
     /// re-quantizing.
     weights: Vec<(String, Arc<QTensor>)>,
     net: Box<dyn Backbone>,
+    /// Where the network runs (the CPU unless loaded with [`DeployedModel::load_on`]).
+    device: Device,
 }
 
 impl std::fmt::Debug for DeployedModel {
@@ -204,10 +206,11 @@ impl DeployedModel {
             source: format!("{} (epoch {})", ckpt_path.display(), ckpt.meta.epoch),
             weights,
             net: Box::new(fused),
+            device: Device::Cpu,
         };
         // Templates come from the network as deployed (quantized), so their spread
         // matches what the matcher will see.
-        model.net = model.build_net(Runtime::Dequantized, &what)?;
+        model.net = model.build_net(Runtime::Dequantized, &Device::Cpu, &what)?;
         let models = dataset.load_split(category, split)?;
         let source = format!("{} {} split", data_dir.display(), split.name());
         model.templates = model.build_templates(&models, &source)?;
@@ -220,9 +223,25 @@ impl DeployedModel {
     }
 
     pub fn load_with(path: impl AsRef<Path>, runtime: Runtime) -> Result<DeployedModel> {
+        Self::load_on(path, runtime, Device::Cpu)
+    }
+
+    /// Loads for `device`. Off the CPU the runtime is always candle's own matmuls on
+    /// weights dequantized onto the device (the fused kernels are CPU code).
+    pub fn load_on(
+        path: impl AsRef<Path>,
+        runtime: Runtime,
+        device: Device,
+    ) -> Result<DeployedModel> {
         let path = path.as_ref();
         let mut model = bundle::read(path)?;
-        model.net = model.build_net(runtime, &path.display().to_string())?;
+        let runtime = if device.is_cpu() {
+            runtime
+        } else {
+            Runtime::Quantized
+        };
+        model.net = model.build_net(runtime, &device, &path.display().to_string())?;
+        model.device = device;
         Ok(model)
     }
 
@@ -232,7 +251,12 @@ impl DeployedModel {
     }
 
     /// The inference network from the stored weights.
-    fn build_net(&self, runtime: Runtime, what: &str) -> Result<Box<dyn Backbone>> {
+    fn build_net(
+        &self,
+        runtime: Runtime,
+        device: &Device,
+        what: &str,
+    ) -> Result<Box<dyn Backbone>> {
         let BackboneConfig::PointNet(cfg) = &self.backbone else {
             return Err(Error::invalid(format!(
                 "{what}: only PointNet models can be deployed"
@@ -262,7 +286,7 @@ impl DeployedModel {
                 ))
             }
             Runtime::Quantized => Ok(Box::new(
-                qnet::QuantPointNet::new(cfg.clone(), &stored).map_err(candle)?,
+                qnet::QuantPointNet::new(cfg.clone(), &stored, device).map_err(candle)?,
             )),
         }
     }
@@ -290,7 +314,7 @@ impl DeployedModel {
         NetworkEmbedder {
             backbone: self.net.as_ref(),
             prepare: self.prepare,
-            device: Device::Cpu,
+            device: self.device.clone(),
             name: format!("gguf-{}", self.precision),
         }
     }

@@ -1,9 +1,11 @@
 //! The fused PointNet computed with candle `QMatMul`s straight on the stored weights
 //! ([`super::Runtime::Quantized`]): the same maths as `FusedPointNet::forward_tensors`.
+//! On a GPU the weights are dequantized onto the device and run as candle matmuls (the
+//! path `device: cuda:N` of the node takes); on the CPU they stay quantized.
 
 use crate::model::{Backbone, BackboneConfig, FusedPointNet, PointNetConfig};
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -38,7 +40,11 @@ pub(super) struct QuantPointNet {
 }
 
 impl QuantPointNet {
-    pub(super) fn new(cfg: PointNetConfig, stored: &HashMap<&str, &Arc<QTensor>>) -> Result<Self> {
+    pub(super) fn new(
+        cfg: PointNetConfig,
+        stored: &HashMap<&str, &Arc<QTensor>>,
+        device: &Device,
+    ) -> Result<Self> {
         let get = |name: String| -> Result<&Arc<QTensor>> {
             stored
                 .get(name.as_str())
@@ -47,10 +53,15 @@ impl QuantPointNet {
         };
         let mut layers = Vec::new();
         for (layer, _, _, bias) in FusedPointNet::folded_layout(&cfg) {
-            let w = QMatMul::from_arc(get(super::tensor_name(&layer, "weight"))?.clone())?;
+            let q = get(super::tensor_name(&layer, "weight"))?;
+            let w = if device.is_cpu() {
+                QMatMul::from_arc(q.clone())?
+            } else {
+                QMatMul::Tensor(q.dequantize(device)?)
+            };
             let b = if bias {
                 let b = get(super::tensor_name(&layer, "bias"))?;
-                Some(b.dequantize(&b.device())?)
+                Some(b.dequantize(device)?)
             } else {
                 None
             };

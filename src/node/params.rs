@@ -24,18 +24,25 @@ pub struct NodeParams {
     /// Publish at most this many correspondences (best first); 0 = all.
     pub max_keypoints: i64,
     /// Axis-aligned crop box in the input frame, `[xmin, ymin, zmin, xmax, ymax, zmax]`;
-    /// empty = no crop.
+    /// empty or all zeros = no crop (ROS params files cannot type an empty list).
     pub crop_box: Vec<f64>,
     /// Voxel-grid down-sampling edge in input units before sampling; 0 = off.
     pub voxel_size: f64,
     /// Also publish `~/output/embedding_cloud` (xyz + embedding colours).
     pub publish_embedding_cloud: bool,
+    /// The input frame's axis pointing up (against gravity): `+z` for REP-103 frames
+    /// (base_link, camera_link), `-y` for camera optical frames, `+y` for clouds already
+    /// in the models' own frame. See `node::frame`.
+    pub up_axis: String,
+    /// Turn each cloud about the up axis so the direction toward the sensor (the frame's
+    /// origin) is the models' front; off = only align up.
+    pub face_sensor: bool,
 }
 
 impl Default for NodeParams {
     fn default() -> Self {
         NodeParams {
-            model_path: "models/mug.gguf".into(),
+            model_path: "models/mug_partial.gguf".into(),
             device: "cpu".into(),
             precision: "auto".into(),
             num_points: 0,
@@ -44,6 +51,8 @@ impl Default for NodeParams {
             crop_box: Vec::new(),
             voxel_size: 0.0,
             publish_embedding_cloud: false,
+            up_axis: "+z".into(),
+            face_sensor: true,
         }
     }
 }
@@ -146,6 +155,7 @@ impl NodeParams {
         }
         match self.crop_box.as_slice() {
             [] => {}
+            b if b.iter().all(|&v| v == 0.0) => {}
             [x0, y0, z0, x1, y1, z1] => {
                 if !(x0 < x1 && y0 < y1 && z0 < z1) {
                     return bad(
@@ -170,6 +180,7 @@ impl NodeParams {
                 format!("{} (must be 0 or positive)", self.voxel_size),
             );
         }
+        super::frame::parse_axis(&self.up_axis)?;
         Ok(())
     }
 }
@@ -190,7 +201,14 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_parameter() {
-        let cases: [(&str, NodeParams); 7] = [
+        let cases: [(&str, NodeParams); 8] = [
+            (
+                "up_axis",
+                NodeParams {
+                    up_axis: "up".into(),
+                    ..Default::default()
+                },
+            ),
             (
                 "device",
                 NodeParams {

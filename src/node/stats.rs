@@ -40,6 +40,10 @@ impl NodeStats {
         }
     }
 
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.arrivals.back().copied()
+    }
+
     pub fn record_latency(&mut self, latency: Duration) {
         self.processed += 1;
         self.latencies_ms.push_back(latency.as_secs_f64() * 1e3);

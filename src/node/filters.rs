@@ -1,0 +1,83 @@
+//! Optional input filters applied before the model's own preprocessing: an axis-aligned
+//! crop box and a voxel grid (centroid per occupied voxel, as PCL's VoxelGrid). Both keep,
+//! for every output point, an input index so results can refer to a sensor point.
+
+use crate::cloud::Cloud;
+use std::collections::HashMap;
+
+/// Points inside `[xmin, ymin, zmin, xmax, ymax, zmax]` (bounds inclusive), with their
+/// indices in `cloud`.
+pub fn crop(cloud: &Cloud, bounds: &[f32; 6]) -> (Cloud, Vec<usize>) {
+    let inside = |p: &[f32; 3]| (0..3).all(|a| p[a] >= bounds[a] && p[a] <= bounds[a + 3]);
+    let index: Vec<usize> = (0..cloud.len())
+        .filter(|&i| inside(&cloud.points[i]))
+        .collect();
+    (cloud.select(&index), index)
+}
+
+/// One point per occupied voxel of edge `size`: the centroid of its points. The index
+/// kept for a voxel is that of its point nearest the centroid, so an output can still be
+/// traced to a real sensor point. Output order follows first occupancy (deterministic).
+pub fn voxel_downsample(cloud: &Cloud, size: f32) -> (Cloud, Vec<usize>) {
+    let key = |p: &[f32; 3]| p.map(|c| (c / size).floor() as i64);
+    let mut slot_of: HashMap<[i64; 3], usize> = HashMap::new();
+    let mut sums: Vec<([f64; 3], usize)> = Vec::new();
+    let mut slot_per_point = Vec::with_capacity(cloud.len());
+    for p in &cloud.points {
+        let slot = *slot_of.entry(key(p)).or_insert_with(|| {
+            sums.push(([0.0; 3], 0));
+            sums.len() - 1
+        });
+        let (sum, n) = &mut sums[slot];
+        for a in 0..3 {
+            sum[a] += f64::from(p[a]);
+        }
+        *n += 1;
+        slot_per_point.push(slot);
+    }
+    let centroids: Vec<[f32; 3]> = sums
+        .iter()
+        .map(|(s, n)| s.map(|v| (v / *n as f64) as f32))
+        .collect();
+    let mut nearest = vec![(f32::INFINITY, 0usize); centroids.len()];
+    for (i, (p, &slot)) in cloud.points.iter().zip(&slot_per_point).enumerate() {
+        let d = crate::cloud::dist2(p, &centroids[slot]);
+        if d < nearest[slot].0 {
+            nearest[slot] = (d, i);
+        }
+    }
+    (
+        Cloud::new(centroids),
+        nearest.into_iter().map(|(_, i)| i).collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_keeps_inside_points_and_their_indices() {
+        let c = Cloud::new(vec![[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.5, 0.5, 1.0]]);
+        let (out, idx) = crop(&c, &[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(idx, vec![0, 2]);
+        assert_eq!(out.points[1], [0.5, 0.5, 1.0]);
+    }
+
+    #[test]
+    fn voxels_average_their_points() {
+        let c = Cloud::new(vec![
+            [0.1, 0.1, 0.1],
+            [0.3, 0.3, 0.3],
+            [1.5, 0.0, 0.0],
+            [0.2, 0.2, 0.2],
+        ]);
+        let (out, idx) = voxel_downsample(&c, 1.0);
+        assert_eq!(out.len(), 2);
+        for a in 0..3 {
+            assert!((out.points[0][a] - 0.2).abs() < 1e-6);
+        }
+        // The point nearest the first voxel's centroid is the last one.
+        assert_eq!(idx, vec![3, 2]);
+    }
+}

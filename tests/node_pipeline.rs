@@ -1,0 +1,183 @@
+//! The node's ROS-free pipeline on the shipped mug model and sample sensor clouds.
+
+use semcorr::node::params::NodeParams;
+use semcorr::node::pipeline::{cloud_message, Settings};
+use semcorr::node::pointcloud2::{self, datatype};
+use semcorr::node::samples::{sample_clouds, SampleOptions};
+use semcorr::node::Pipeline;
+use std::path::Path;
+
+fn mug_params() -> NodeParams {
+    NodeParams {
+        model_path: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/mug_partial.gguf")
+            .display()
+            .to_string(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn sample_views_yield_keypoints_near_the_truth() {
+    let params = mug_params();
+    let pipeline = Pipeline::new(&params).unwrap();
+    let settings = Settings::from_params(&params).unwrap();
+    let ids: Vec<u32> = pipeline
+        .model
+        .templates
+        .templates
+        .iter()
+        .map(|t| t.semantic_id)
+        .collect();
+    let samples = sample_clouds(&SampleOptions {
+        count: 6,
+        ..Default::default()
+    })
+    .unwrap();
+    let (mut near, mut found) = (0, 0);
+    for s in &samples {
+        let msg = cloud_message(&s.cloud);
+        let out = pipeline.process(&msg, &settings).unwrap();
+        assert_eq!(out.message_points, s.cloud.len());
+        for c in &out.correspondences {
+            assert!(ids.contains(&c.keypoint_id), "{}", c.keypoint_id);
+            assert!((0.0..=1.0).contains(&c.score));
+            assert!(c.score >= settings.score_threshold);
+            assert_eq!(
+                c.xyz, s.cloud.points[c.message_index],
+                "published in the input frame"
+            );
+            if let Some((_, truth)) = s.keypoints.iter().find(|(id, _)| *id == c.keypoint_id) {
+                found += 1;
+                let d = semcorr::cloud::dist2(&c.xyz, truth).sqrt();
+                near += usize::from(d <= 0.03);
+            }
+        }
+        let wire = out.correspondence_cloud();
+        assert_eq!(wire.width as usize, out.correspondences.len());
+        assert_eq!(wire.fields[3].name, "keypoint_id");
+        assert_eq!(wire.fields[3].datatype, datatype::UINT32);
+    }
+    eprintln!("{near} of {found} published keypoints within 3 cm of the truth");
+    assert!(found >= 12, "too few correspondences: {found}");
+    assert!(near * 10 >= found * 6, "{near} of {found} within 3 cm");
+}
+
+#[test]
+fn filters_and_limits_apply() {
+    let params = NodeParams {
+        max_keypoints: 2,
+        voxel_size: 0.004,
+        publish_embedding_cloud: true,
+        ..mug_params()
+    };
+    let pipeline = Pipeline::new(&params).unwrap();
+    let settings = Settings::from_params(&params).unwrap();
+    let s = &sample_clouds(&SampleOptions {
+        count: 1,
+        ..Default::default()
+    })
+    .unwrap()[0];
+    let out = pipeline
+        .process(&cloud_message(&s.cloud), &settings)
+        .unwrap();
+    assert!(out.correspondences.len() <= 2);
+    assert!(out.filtered_points < s.cloud.len(), "voxel filter thins");
+    let emb = out.embedding_cloud.unwrap();
+    assert_eq!(emb.fields.len(), 4);
+    assert!(emb.width > 0);
+    // A crop box that excludes the object leaves too few points: a clear error.
+    let away = Settings {
+        crop_box: Some([5.0, 5.0, 5.0, 6.0, 6.0, 6.0]),
+        ..settings.clone()
+    };
+    let e = pipeline
+        .process(&cloud_message(&s.cloud), &away)
+        .unwrap_err();
+    assert!(e.to_string().contains("crop_box"), "{e}");
+}
+
+#[test]
+fn malformed_messages_are_errors_and_the_next_cloud_still_works() {
+    let params = mug_params();
+    let pipeline = Pipeline::new(&params).unwrap();
+    let settings = Settings::from_params(&params).unwrap();
+    let s = &sample_clouds(&SampleOptions {
+        count: 1,
+        ..Default::default()
+    })
+    .unwrap()[0];
+    let good = cloud_message(&s.cloud);
+    let mut no_z = good.clone();
+    no_z.fields.truncate(2);
+    let mut short = good.clone();
+    short.data.truncate(good.data.len() / 2);
+    let mut small_step = good.clone();
+    small_step.point_step = 8;
+    let mut nan = good.clone();
+    for b in nan.data.chunks_mut(4) {
+        b.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let empty = pointcloud2::encode_correspondences(&[]);
+    for (what, msg, needle) in [
+        ("no z", &no_z, "'z'"),
+        ("short data", &short, "bytes"),
+        ("small point_step", &small_step, "point_step"),
+        ("all NaN", &nan, "not finite"),
+        ("empty", &empty, "usable points"),
+    ] {
+        let e = pipeline.process(msg, &settings).unwrap_err().to_string();
+        assert!(e.contains(needle), "{what}: {e}");
+    }
+    assert!(!pipeline
+        .process(&good, &settings)
+        .unwrap()
+        .correspondences
+        .is_empty());
+}
+
+#[test]
+fn bad_model_or_precision_stops_start_up_naming_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("bad.gguf");
+    std::fs::write(&corrupt, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
+    for (p, name) in [
+        (
+            NodeParams {
+                model_path: "/nonexistent/model.gguf".into(),
+                ..Default::default()
+            },
+            "model_path",
+        ),
+        (
+            NodeParams {
+                model_path: corrupt.display().to_string(),
+                ..Default::default()
+            },
+            "model_path",
+        ),
+        (
+            NodeParams {
+                precision: "q4_0".into(),
+                ..mug_params()
+            },
+            "precision",
+        ),
+        (
+            NodeParams {
+                device: "cuda:0".into(),
+                ..mug_params()
+            },
+            "device",
+        ),
+    ] {
+        let e = Pipeline::new(&p).unwrap_err().to_string();
+        assert!(e.contains(&format!("'{name}'")), "{name}: {e}");
+    }
+    // The file's own precision runs quantized.
+    assert!(Pipeline::new(&NodeParams {
+        precision: "q8_0".into(),
+        ..mug_params()
+    })
+    .is_ok());
+}
