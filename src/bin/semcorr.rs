@@ -129,6 +129,26 @@ enum Command {
         #[arg(long)]
         no_geometry: bool,
     },
+    /// Sample sensor clouds (binary PCD, REP-103 sensor frame, metres) of unseen
+    /// procedural objects, for the node's demo, tests and benchmarks; keypoints.json holds
+    /// the visible annotated keypoints of each.
+    Samples {
+        /// Output folder (created).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "mug")]
+        category: String,
+        #[arg(long, default_value_t = 8)]
+        count: usize,
+        /// Grow each cloud to this many points (a dense sensor); 0 = as seen.
+        #[arg(long, default_value_t = 0)]
+        points: usize,
+        #[arg(long, default_value_t = 1000)]
+        seed: u64,
+        /// Range noise (standard deviation), metres.
+        #[arg(long, default_value_t = 0.001)]
+        noise: f32,
+    },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -300,6 +320,25 @@ fn main() -> Result<()> {
             min_score,
             no_geometry,
         } => infer(&model, &cloud, json, png, min_score, no_geometry)?,
+        Command::Samples {
+            out,
+            category,
+            count,
+            points,
+            seed,
+            noise,
+        } => {
+            let opts = semcorr::node::samples::SampleOptions {
+                category,
+                count,
+                points,
+                seed,
+                noise_m: noise,
+                ..Default::default()
+            };
+            let files = semcorr::node::samples::write_samples(&out, &opts)?;
+            println!("wrote {} clouds to {}", files.len(), out.display());
+        }
         Command::Bench { what } => match what {
             BenchCommand::Model { repeats } => {
                 println!("{}", semcorr::model::bench::try_model_bench(repeats)?)

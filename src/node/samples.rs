@@ -4,13 +4,15 @@
 //! frame (+x forward, +z up), with Gaussian range noise. Each comes with its annotated
 //! keypoints in the same frame, so consumers can check what the node finds.
 
+use crate::cloud::pcd::{write_pcd, PcdEncoding};
 use crate::cloud::visibility::{visible_points, VisibilityParams};
 use crate::cloud::Cloud;
 use crate::dataset::synth::{generate_models, SynthOptions};
-use crate::error::Result;
+use crate::error::{write_file_atomic, Error, Result};
 use nalgebra::{Matrix3, Rotation3, Vector3};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
+use std::path::{Path, PathBuf};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +127,29 @@ pub fn sample_clouds(opts: &SampleOptions) -> Result<Vec<SampleCloud>> {
         });
     }
     Ok(out)
+}
+
+/// Writes `sample_000.pcd`, ... (binary PCD) and `keypoints.json`
+/// (`[{"file", "keypoints": [{"semantic_id", "xyz"}]}]`) into `dir`.
+pub fn write_samples(dir: &Path, opts: &SampleOptions) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    let mut index = Vec::new();
+    for (i, s) in sample_clouds(opts)?.iter().enumerate() {
+        let name = format!("sample_{i:03}.pcd");
+        let path = dir.join(&name);
+        write_pcd(&path, &s.cloud, PcdEncoding::Binary)?;
+        let keypoints: Vec<_> = s
+            .keypoints
+            .iter()
+            .map(|(id, xyz)| serde_json::json!({"semantic_id": id, "xyz": xyz}))
+            .collect();
+        index.push(serde_json::json!({"file": name, "keypoints": keypoints}));
+        files.push(path);
+    }
+    let json = serde_json::to_vec_pretty(&index).expect("JSON of plain values");
+    write_file_atomic(&dir.join("keypoints.json"), &json)?;
+    Ok(files)
 }
 
 #[cfg(test)]
