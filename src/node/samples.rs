@@ -148,7 +148,7 @@ pub fn write_samples(dir: &Path, opts: &SampleOptions) -> Result<Vec<PathBuf>> {
         files.push(path);
     }
     let json = serde_json::to_vec_pretty(&index).expect("JSON of plain values");
-    write_file_atomic(&dir.join("keypoints.json"), &json)?;
+    write_file_atomic(dir.join("keypoints.json"), &json)?;
     Ok(files)
 }
 

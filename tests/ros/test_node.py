@@ -1,0 +1,314 @@
+"""semcorr_node against a real ROS 2 peer (rclpy over Fast DDS).
+
+Run through `cargo test --features ros --test ros_node` (which builds the binaries and
+passes their paths), in an environment from scripts/ros_env.sh. Each run uses its own
+ROS_DOMAIN_ID and localhost-only discovery so parallel runs do not meet.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+import rclpy  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from sensor_msgs.msg import PointCloud2  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+import ros_peer  # noqa: E402
+
+NODE_BIN = os.environ.get("SEMCORR_NODE_BIN", os.path.join(REPO, "target/debug/semcorr_node"))
+CLI_BIN = os.environ.get("SEMCORR_BIN", os.path.join(REPO, "target/debug/semcorr"))
+MODEL = os.path.join(REPO, "models/mug_partial.gguf")
+PARAMS = os.path.join(REPO, "config/semcorr.yaml")
+
+
+def node_env():
+    env = dict(os.environ)
+    # Quirk 3 of the PyPI ROS: librcl needs libpython's symbols (see scripts/ros_env.sh).
+    if env.get("SEMCORR_LD_PRELOAD"):
+        env["LD_PRELOAD"] = env["SEMCORR_LD_PRELOAD"]
+    env.setdefault("RUST_LOG", "info")
+    return env
+
+
+def start_node(*ros_args):
+    log = tempfile.TemporaryFile()
+    args = [NODE_BIN, "--ros-args", "--params-file", PARAMS, "-p", f"model_path:={MODEL}"]
+    proc = subprocess.Popen(
+        args + list(ros_args), stdout=log, stderr=subprocess.STDOUT, env=node_env()
+    )
+    return proc, log
+
+
+def read_log(log):
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def stamp(sec, nanosec=0):
+    return Time(sec=sec, nanosec=nanosec)
+
+
+class NodeTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.samples = tempfile.mkdtemp(prefix="semcorr-samples-")
+        subprocess.run(
+            [CLI_BIN, "samples", "--out", cls.samples, "--count", "4"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        cls.clouds, cls.truth = ros_peer.load_samples(cls.samples)
+        cls.proc, cls.log = start_node()
+        rclpy.init()
+        cls.peer = rclpy.create_node("semcorr_test_peer")
+        qos = QoSProfile(depth=100)
+        cls.pub = cls.peer.create_publisher(PointCloud2, "/semcorr_node/input/points", qos)
+        cls.results, cls.markers, cls.diagnostics = [], [], []
+        cls.peer.create_subscription(
+            PointCloud2, "/semcorr_node/output/correspondences", cls.results.append, qos
+        )
+        cls.peer.create_subscription(MarkerArray, "/semcorr_node/output/markers", cls.markers.append, qos)
+        cls.peer.create_subscription(DiagnosticArray, "/diagnostics", cls.diagnostics.append, qos)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            cls.pub.get_subscription_count() > 0 and cls.diagnostics
+        ):
+            rclpy.spin_once(cls.peer, timeout_sec=0.1)
+            if cls.proc.poll() is not None:
+                raise RuntimeError("semcorr_node exited:\n" + read_log(cls.log))
+        if cls.pub.get_subscription_count() == 0:
+            raise RuntimeError("semcorr_node never subscribed:\n" + read_log(cls.log))
+        # One full round trip before the tests: discovery can match one direction before
+        # the other, and a message sent in between is lost.
+        deadline = time.monotonic() + 60
+        while not cls.results and time.monotonic() < deadline:
+            cls.pub.publish(ros_peer.make_cloud(cls.clouds[0], "warm_up", stamp(1)))
+            end = time.monotonic() + 1.0
+            while not cls.results and time.monotonic() < end:
+                rclpy.spin_once(cls.peer, timeout_sec=0.05)
+        if not cls.results:
+            raise RuntimeError("no correspondences for the warm-up cloud:\n" + read_log(cls.log))
+        # The model's keypoint ids: `semcorr infer` lists a match for every template.
+        matches = os.path.join(cls.samples, "matches.json")
+        subprocess.run(
+            [CLI_BIN, "infer", "--model", MODEL, "--cloud", os.path.join(cls.samples, "sample_000.pcd"),
+             "--json", matches],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        with open(matches) as f:
+            cls.model_ids = {m["semantic_id"] for m in json.load(f)}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.peer.destroy_node()
+        rclpy.try_shutdown()
+        cls.proc.send_signal(2)
+        try:
+            cls.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            cls.proc.kill()
+
+    def setUp(self):
+        self.assertIsNone(self.proc.poll(), "node died:\n" + read_log(self.log))
+
+    def spin_until(self, predicate, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self.peer, timeout_sec=0.05)
+            found = predicate()
+            if found:
+                return found
+        return None
+
+    def result_for(self, sec, nanosec=0, timeout=15.0):
+        def find():
+            for m in self.results:
+                if (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, nanosec):
+                    return m
+            return None
+
+        return self.spin_until(find, timeout)
+
+    def send(self, cloud_msg):
+        self.pub.publish(cloud_msg)
+
+    def test_correspondences_keep_the_header_and_come_with_markers(self):
+        known_ids = self.model_ids
+        for i, cloud in enumerate(self.clouds):
+            self.send(ros_peer.make_cloud(cloud, "test_camera", stamp(10 + i, 500)))
+            msg = self.result_for(10 + i, 500)
+            self.assertIsNotNone(msg, f"no correspondences for sample {i}:\n" + read_log(self.log))
+            self.assertEqual(msg.header.frame_id, "test_camera")
+            xyz, ids, scores = ros_peer.parse_correspondences(msg)
+            self.assertGreater(len(ids), 0)
+            self.assertTrue(set(ids.tolist()) <= known_ids, ids)
+            self.assertTrue(np.all((scores >= 0) & (scores <= 1)), scores)
+            # Every published point is one of the input's points.
+            d = np.min(np.linalg.norm(cloud[None, :, :] - xyz[:, None, :], axis=2), axis=1)
+            self.assertTrue(np.all(d < 1e-6), d)
+            markers = self.spin_until(
+                lambda: next(
+                    (
+                        a
+                        for a in self.markers
+                        if a.markers and a.markers[0].header.stamp == msg.header.stamp
+                    ),
+                    None,
+                )
+            )
+            self.assertIsNotNone(markers, "no markers")
+            added = [m for m in markers.markers if m.action == Marker.ADD]
+            spheres = [m for m in added if m.type == Marker.SPHERE]
+            self.assertEqual(len(spheres), len(ids))
+            self.assertEqual(len([m for m in added if m.type == Marker.TEXT_VIEW_FACING]), len(ids))
+            self.assertTrue(all(m.header.frame_id == "test_camera" for m in markers.markers))
+
+    def latest_diagnostic(self):
+        if not self.diagnostics:
+            return None
+        return self.diagnostics[-1].status[0]
+
+    def test_malformed_clouds_warn_and_the_next_good_cloud_is_processed(self):
+        good = self.clouds[0]
+
+        def cloud(**kw):
+            return ros_peer.make_cloud(good, "test_camera", stamp(1), **kw)
+
+        no_z = cloud()
+        no_z.fields = [f for f in no_z.fields if f.name != "z"]
+        small_step = cloud()
+        small_step.point_step = 8
+        small_step.row_step = 8 * small_step.width
+        short = cloud()
+        short.data = bytes(short.data)[: len(short.data) // 2]
+        all_nan = ros_peer.make_cloud(np.full_like(good, np.nan), "test_camera", stamp(1))
+        empty = ros_peer.make_cloud(good[:0], "test_camera", stamp(1))
+        bad = [
+            ("no z field", no_z, "'z'"),
+            ("point_step smaller than the fields", small_step, "point_step"),
+            ("data shorter than the layout", short, "bytes"),
+            ("all NaN", all_nan, "not finite"),
+            ("empty", empty, "usable points"),
+        ]
+        for n, (what, msg, needle) in enumerate(bad):
+            before = len(self.diagnostics)
+            self.send(msg)
+            warning = self.spin_until(
+                lambda: next(
+                    (
+                        d.status[0]
+                        for d in self.diagnostics[before:]
+                        if d.status[0].level == DiagnosticStatus.WARN and needle in d.status[0].message
+                    ),
+                    None,
+                ),
+                timeout=10,
+            )
+            self.assertIsNotNone(warning, f"{what}: no diagnostics warning with {needle!r}")
+            sec = 100 + n
+            self.send(ros_peer.make_cloud(good, "test_camera", stamp(sec)))
+            self.assertIsNotNone(self.result_for(sec), f"{what}: the next good cloud was not processed")
+        self.assertIsNone(self.proc.poll(), "node died:\n" + read_log(self.log))
+
+    def test_float64_and_big_endian_clouds_decode_like_float32(self):
+        good = self.clouds[1]
+        self.send(ros_peer.make_cloud(good, "test_camera", stamp(200)))
+        reference = self.result_for(200)
+        self.assertIsNotNone(reference)
+        ref_xyz, ref_ids, _ = ros_peer.parse_correspondences(reference)
+        variants = [
+            ("FLOAT64", dict(dtype=np.float64)),
+            ("big-endian", dict(big_endian=True)),
+            ("big-endian FLOAT64 without extra fields", dict(dtype=np.float64, big_endian=True, extra_field=False)),
+        ]
+        for n, (what, kw) in enumerate(variants):
+            sec = 201 + n
+            self.send(ros_peer.make_cloud(good, "test_camera", stamp(sec), **kw))
+            msg = self.result_for(sec)
+            self.assertIsNotNone(msg, f"{what}: no correspondences")
+            xyz, ids, _ = ros_peer.parse_correspondences(msg)
+            np.testing.assert_array_equal(ids, ref_ids, err_msg=what)
+            np.testing.assert_allclose(xyz, ref_xyz, atol=1e-6, err_msg=what)
+
+    def test_a_burst_leaves_the_node_on_the_newest_cloud(self):
+        # Small clouds (one datagram each): best-effort DDS may drop fragments of large
+        # ones in a burst, which would test the transport rather than the node.
+        cloud = self.clouds[2]
+        msgs = [ros_peer.make_cloud(cloud, "test_camera", stamp(1000 + i)) for i in range(50)]
+        first = len(self.results)
+        for m in msgs:
+            self.pub.publish(m)
+        newest = self.result_for(1049, timeout=30)
+        answered = [m.header.stamp.sec for m in self.results[first:]]
+        self.assertIsNotNone(
+            newest,
+            f"the newest cloud of the burst was not processed; answered {answered}:\n"
+            + read_log(self.log)[-3000:],
+        )
+        self.spin_until(lambda: False, timeout=2.0)
+        answered = [m for m in self.results[first:] if 1000 <= m.header.stamp.sec < 1050]
+        self.assertLess(len(answered), 50, "every cloud was processed: a queue, not the newest")
+        self.assertEqual(answered[-1].header.stamp.sec, 1049)
+        skipped = self.spin_until(
+            lambda: next(
+                (
+                    int(kv.value)
+                    for kv in (self.latest_diagnostic().values if self.latest_diagnostic() else [])
+                    if kv.key == "skipped" and int(kv.value) > 0
+                ),
+                None,
+            ),
+            timeout=5,
+        )
+        self.assertIsNotNone(skipped, "diagnostics count no skipped clouds")
+
+
+class StartupTest(unittest.TestCase):
+    def run_node(self, *ros_args):
+        proc, log = start_node(*ros_args)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            self.fail("the node started despite a bad parameter:\n" + read_log(log))
+        return code, read_log(log)
+
+    def test_bad_parameters_stop_start_up_naming_them(self):
+        for args, name in [
+            (["-p", "score_threshold:=1.5"], "score_threshold"),
+            (["-p", "num_points:=many"], "num_points"),
+            (["-p", "device:=gpu"], "device"),
+            (["-p", "model_path:=/nonexistent.gguf"], "model_path"),
+        ]:
+            code, log = self.run_node(*args)
+            self.assertNotEqual(code, 0, args)
+            self.assertIn(f"'{name}'", log, log)
+
+    def test_corrupt_model_stops_start_up(self):
+        with tempfile.NamedTemporaryFile(suffix=".gguf") as f, open(MODEL, "rb") as model:
+            data = model.read()
+            f.write(data[: len(data) // 3])
+            f.flush()
+            code, log = self.run_node("-p", f"model_path:={f.name}")
+        self.assertNotEqual(code, 0)
+        self.assertIn("model_path", log)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
