@@ -176,6 +176,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 15)]
         repeats: usize,
     },
+    /// The node's per-cloud work without ROS (decode, filters, network, matching) on
+    /// sample sensor clouds: the "pure inference" time of the node's latency benchmark.
+    Node {
+        /// Node parameters (ros__parameters YAML); default: config/semcorr.yaml's values.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Cloud sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "2048,100000")]
+        points: Vec<usize>,
+        #[arg(long, default_value_t = 40)]
+        repeats: usize,
+    },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
         #[arg(long, default_value_t = 2048)]
@@ -340,6 +352,20 @@ fn main() -> Result<()> {
             println!("wrote {} clouds to {}", files.len(), out.display());
         }
         Command::Bench { what } => match what {
+            BenchCommand::Node {
+                params,
+                points,
+                repeats,
+            } => {
+                let params = match params {
+                    Some(path) => semcorr::node::NodeParams::from_ros_yaml(&path, "semcorr_node")?,
+                    None => semcorr::node::NodeParams::default(),
+                };
+                println!(
+                    "{}",
+                    semcorr::node::bench::node_bench(&params, &points, repeats)?
+                );
+            }
             BenchCommand::Model { repeats } => {
                 println!("{}", semcorr::model::bench::try_model_bench(repeats)?)
             }

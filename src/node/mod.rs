@@ -3,6 +3,7 @@
 //! the shapes of the markers and diagnostics. The r2r adapter (`crate::ros`, feature
 //! `ros`) only converts these to and from ROS messages, holds parameters and publishes.
 
+pub mod bench;
 pub mod filters;
 pub mod frame;
 pub mod latest;

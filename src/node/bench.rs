@@ -1,0 +1,73 @@
+//! `semcorr bench node`: the node's per-cloud work without ROS (decode, filters,
+//! preprocessing + forward pass, matching) on sample sensor clouds of several sizes. This
+//! is the "pure inference" time the end-to-end latency of `scripts/bench_node.sh` is
+//! compared with.
+
+use super::params::NodeParams;
+use super::pipeline::{cloud_message, Pipeline, Settings, StageTimes};
+use super::samples::{sample_clouds, SampleOptions};
+use crate::error::Result;
+use std::fmt::Write;
+use std::time::Duration;
+
+fn percentile_ms(sorted: &[f64], q: f64) -> f64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Processes `repeats` clouds of each size and returns the table as text.
+pub fn node_bench(params: &NodeParams, sizes: &[usize], repeats: usize) -> Result<String> {
+    let pipeline = Pipeline::new(params)?;
+    let settings = Settings::from_params(params)?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "model {} ({} points), {} threads; {repeats} clouds per size (4 different views)",
+        params.model_path,
+        pipeline.model.prepare.num_points,
+        rayon::current_num_threads()
+    )
+    .ok();
+    writeln!(
+        out,
+        "{:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9}",
+        "points", "decode", "filter", "prep+net", "match", "p50 ms", "p99 ms"
+    )
+    .ok();
+    for &size in sizes {
+        let msgs: Vec<_> = sample_clouds(&SampleOptions {
+            count: 4,
+            points: size,
+            ..Default::default()
+        })?
+        .iter()
+        .map(|s| cloud_message(&s.cloud))
+        .collect();
+        pipeline.process(&msgs[0], &settings)?; // warm-up
+        let mut totals = Vec::with_capacity(repeats);
+        let mut sum = StageTimes::default();
+        for i in 0..repeats.max(1) {
+            let r = pipeline.process(&msgs[i % msgs.len()], &settings)?;
+            let t = r.times;
+            totals.push((t.decode + t.filter + t.inference + t.matching).as_secs_f64() * 1e3);
+            sum.decode += t.decode;
+            sum.filter += t.filter;
+            sum.inference += t.inference;
+            sum.matching += t.matching;
+        }
+        totals.sort_by(f64::total_cmp);
+        let mean = |d: Duration| d.as_secs_f64() * 1e3 / totals.len() as f64;
+        writeln!(
+            out,
+            "{size:>8} {:>9.2} {:>9.2} {:>11.2} {:>9.2} {:>9.2} {:>9.2}",
+            mean(sum.decode),
+            mean(sum.filter),
+            mean(sum.inference),
+            mean(sum.matching),
+            percentile_ms(&totals, 0.5),
+            percentile_ms(&totals, 0.99)
+        )
+        .ok();
+    }
+    Ok(out)
+}
