@@ -187,6 +187,9 @@ enum BenchCommand {
         points: Vec<usize>,
         #[arg(long, default_value_t = 40)]
         repeats: usize,
+        /// Feed clouds at this rate (Hz) instead of back to back, as the node sees them.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
@@ -356,6 +359,7 @@ fn main() -> Result<()> {
                 params,
                 points,
                 repeats,
+                rate,
             } => {
                 let params = match params {
                     Some(path) => semcorr::node::NodeParams::from_ros_yaml(&path, "semcorr_node")?,
@@ -363,7 +367,7 @@ fn main() -> Result<()> {
                 };
                 println!(
                     "{}",
-                    semcorr::node::bench::node_bench(&params, &points, repeats)?
+                    semcorr::node::bench::node_bench(&params, &points, repeats, rate)?
                 );
             }
             BenchCommand::Model { repeats } => {

@@ -15,17 +15,28 @@ fn percentile_ms(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Processes `repeats` clouds of each size and returns the table as text.
-pub fn node_bench(params: &NodeParams, sizes: &[usize], repeats: usize) -> Result<String> {
+/// Processes `repeats` clouds of each size and returns the table as text. With `rate_hz`
+/// the clouds come at that rate (idle time between them, as in the node at 10 Hz: threads
+/// and caches cool down); without, back to back.
+pub fn node_bench(
+    params: &NodeParams,
+    sizes: &[usize],
+    repeats: usize,
+    rate_hz: Option<f64>,
+) -> Result<String> {
     let pipeline = Pipeline::new(params)?;
     let settings = Settings::from_params(params)?;
     let mut out = String::new();
     writeln!(
         out,
-        "model {} ({} points), {} threads; {repeats} clouds per size (4 different views)",
+        "model {} ({} points), {} threads; {repeats} clouds per size (4 different views), {}",
         params.model_path,
         pipeline.model.prepare.num_points,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        match rate_hz {
+            Some(hz) => format!("at {hz} Hz"),
+            None => "back to back".into(),
+        }
     )
     .ok();
     writeln!(
@@ -46,8 +57,13 @@ pub fn node_bench(params: &NodeParams, sizes: &[usize], repeats: usize) -> Resul
         pipeline.process(&msgs[0], &settings)?; // warm-up
         let mut totals = Vec::with_capacity(repeats);
         let mut sum = StageTimes::default();
+        let period = rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz));
         for i in 0..repeats.max(1) {
+            let started = std::time::Instant::now();
             let r = pipeline.process(&msgs[i % msgs.len()], &settings)?;
+            if let Some(period) = period {
+                std::thread::sleep(period.saturating_sub(started.elapsed()));
+            }
             let t = r.times;
             totals.push((t.decode + t.filter + t.inference + t.matching).as_secs_f64() * 1e3);
             sum.decode += t.decode;
