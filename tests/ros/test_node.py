@@ -279,6 +279,37 @@ class NodeTest(unittest.TestCase):
         self.assertIsNotNone(skipped, "diagnostics count no skipped clouds")
 
 
+class LaunchFilesTest(unittest.TestCase):
+    """The launch files cannot run here (no `launch` in the PyPI ROS); check what can be:
+    they parse, start semcorr_node, remap its input, take a params file, and the package
+    files they point at exist."""
+
+    def test_python_and_xml_launch_files_agree(self):
+        import py_compile
+        import xml.etree.ElementTree as ET
+
+        py = os.path.join(REPO, "launch/semcorr.launch.py")
+        py_compile.compile(py, cfile=os.path.join(tempfile.mkdtemp(), "l.pyc"), doraise=True)
+        text = open(py).read()
+        for needle in ['executable="semcorr_node"', '"~/input/points"', '"params_file"',
+                       '"config", "semcorr.yaml"', '"models", "mug_partial.gguf"']:
+            self.assertIn(needle, text)
+        root = ET.parse(os.path.join(REPO, "launch/semcorr.launch.xml")).getroot()
+        node = root.find("node")
+        self.assertEqual(node.get("exec"), "semcorr_node")
+        self.assertEqual(node.find("remap").get("from"), "~/input/points")
+        self.assertEqual(node.find("param").get("from"), "$(var params_file)")
+        args = {a.get("name"): a.get("default") for a in root.findall("arg")}
+        self.assertEqual(set(args), {"input", "params_file", "model_path", "namespace"})
+        for default in (args["params_file"], args["model_path"]):
+            rel = default.replace("$(find-pkg-share semcorr)/", "")
+            self.assertTrue(os.path.isfile(os.path.join(REPO, rel)), rel)
+        pkg = ET.parse(os.path.join(REPO, "package.xml")).getroot()
+        self.assertEqual(pkg.find("export/build_type").text, "ament_cargo")
+        self.assertIn("install_to_share = [\"launch\", \"config\", \"models\"]",
+                      open(os.path.join(REPO, "Cargo.toml")).read())
+
+
 class StartupTest(unittest.TestCase):
     def run_node(self, *ros_args):
         proc, log = start_node(*ros_args)
