@@ -28,10 +28,14 @@ _semcorr_ros_setup() {
       ros-jazzy-builtin-interfaces ros-jazzy-rcl-interfaces numpy || return 1
     touch "$stamp"
   fi
-  # r2r's bindgen needs libclang at build time.
-  # (libclang-cpp alone is not enough: bindgen loads libclang.so or libclang-N.so.)
-  if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
-    /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then
+  # r2r's bindgen needs libclang at build time (libclang-cpp alone is not enough: bindgen
+  # loads libclang.so or libclang-N.so). LIBCLANG_PATH, when set, is trusted.
+  local have_clang="${LIBCLANG_PATH:-}" f
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so*; do
+    if [ -e "$f" ]; then have_clang=1; break; fi
+  done
+  if [ -z "$have_clang" ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "ros_env: installing libclang-dev and clang (apt)" >&2
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev clang >/dev/null) || return 1

@@ -136,3 +136,44 @@ fn bad_arguments_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("kettle"), "{err}");
 }
+
+#[test]
+fn samples_write_sensor_clouds_with_their_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("samples");
+    let text = semcorr(&[
+        "samples",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "2",
+        "--points",
+        "3000",
+    ]);
+    assert!(text.contains("wrote 2 clouds"), "{text}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("keypoints.json")).unwrap()).unwrap();
+    let entries = index.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for e in entries {
+        let cloud = semcorr::Cloud::read(out.join(e["file"].as_str().unwrap())).unwrap();
+        assert_eq!(cloud.len(), 3000);
+        let kps = e["keypoints"].as_array().unwrap();
+        assert!(!kps.is_empty());
+        // The truth lies on the cloud (within the 1 mm noise, a few sigma).
+        for k in kps {
+            let xyz: Vec<f32> = k["xyz"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let nearest = cloud
+                .points
+                .iter()
+                .map(|p| semcorr::cloud::dist2(p, &[xyz[0], xyz[1], xyz[2]]).sqrt())
+                .fold(f32::INFINITY, f32::min);
+            assert!(nearest < 0.006, "{nearest}");
+        }
+    }
+}
