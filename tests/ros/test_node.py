@@ -284,6 +284,48 @@ class NodeTest(unittest.TestCase):
         self.assertIsNotNone(skipped, "diagnostics count no skipped clouds")
 
 
+    def call(self, client, request):
+        self.assertTrue(client.wait_for_service(timeout_sec=10), "parameter service missing")
+        future = client.call_async(request)
+        self.spin_until(future.done, timeout=10)
+        self.assertTrue(future.done(), "no reply from the parameter service")
+        return future.result()
+
+    def get_parameter(self, name):
+        from rcl_interfaces.srv import GetParameters
+
+        client = self.peer.create_client(GetParameters, "/semcorr_node/get_parameters")
+        return self.call(client, GetParameters.Request(names=[name])).values[0]
+
+    def set_parameter(self, name, value):
+        from rcl_interfaces.msg import Parameter
+        from rcl_interfaces.srv import SetParameters
+
+        client = self.peer.create_client(SetParameters, "/semcorr_node/set_parameters")
+        self.call(client, SetParameters.Request(parameters=[Parameter(name=name, value=value)]))
+        self.spin_until(lambda: False, timeout=0.5)  # the node applies changes asynchronously
+
+    def test_parameters_are_declared_and_change_at_run_time(self):
+        from rcl_interfaces.msg import ParameterType, ParameterValue
+
+        self.assertEqual(self.get_parameter("score_threshold").double_value, 0.3)
+        self.assertEqual(self.get_parameter("up_axis").string_value, "+z")
+        self.set_parameter("max_keypoints", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1))
+        self.send(ros_peer.make_cloud(self.clouds[0], "test_camera", stamp(300)))
+        msg = self.result_for(300)
+        self.assertIsNotNone(msg)
+        self.assertEqual(msg.width, 1, "max_keypoints applied at run time")
+        # An invalid value is refused and the previous one put back.
+        bad = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=5.0)
+        self.set_parameter("score_threshold", bad)
+        self.assertEqual(self.get_parameter("score_threshold").double_value, 0.3)
+        self.set_parameter("max_keypoints", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=0))
+        self.send(ros_peer.make_cloud(self.clouds[0], "test_camera", stamp(301)))
+        msg = self.result_for(301)
+        self.assertIsNotNone(msg)
+        self.assertGreater(msg.width, 1)
+
+
 class LaunchFilesTest(unittest.TestCase):
     """The launch files cannot run here (no `launch` in the PyPI ROS); check what can be:
     they parse, start semcorr_node, remap its input, take a params file, and the package
