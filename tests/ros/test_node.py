@@ -320,10 +320,26 @@ class NodeTest(unittest.TestCase):
         self.set_parameter("score_threshold", bad)
         self.assertEqual(self.get_parameter("score_threshold").double_value, 0.3)
         self.set_parameter("max_keypoints", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=0))
+        # The embedding cloud, switched on at run time: the network's sample, xyz + rgb.
+        embedding = []
+        self.peer.create_subscription(
+            PointCloud2, "/semcorr_node/output/embedding_cloud", embedding.append, QoSProfile(depth=10)
+        )
+        on = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True)
+        self.set_parameter("publish_embedding_cloud", on)
         self.send(ros_peer.make_cloud(self.clouds[0], "test_camera", stamp(301)))
         msg = self.result_for(301)
         self.assertIsNotNone(msg)
         self.assertGreater(msg.width, 1)
+        cloud = self.spin_until(
+            lambda: next((m for m in embedding if m.header.stamp.sec == 301), None), timeout=10
+        )
+        self.assertIsNotNone(cloud, "no embedding cloud")
+        self.assertEqual([f.name for f in cloud.fields], ["x", "y", "z", "rgb"])
+        self.assertEqual(cloud.width, 2048)
+        self.assertEqual(cloud.header.frame_id, "test_camera")
+        off = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False)
+        self.set_parameter("publish_embedding_cloud", off)
 
 
 class LaunchFilesTest(unittest.TestCase):
