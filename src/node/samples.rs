@@ -102,6 +102,13 @@ pub fn sample_clouds(opts: &SampleOptions) -> Result<Vec<SampleCloud>> {
             .iter()
             .map(|&i| place(&model.cloud.points[i]))
             .collect();
+        if seen.is_empty() {
+            return Err(Error::invalid(format!(
+                "sample {}: nothing of the {} is visible from the sensor",
+                out.len(),
+                opts.category
+            )));
+        }
         let target = if opts.points > 0 {
             opts.points
         } else {
