@@ -113,10 +113,12 @@ def main():
         print("no subscriber on the input topic after 30 s: is semcorr_node running?", file=sys.stderr)
         return 2
     print(f"publishing {len(clouds)} sample clouds at {args.rate:g} Hz in '{args.frame}'", flush=True)
-    diagnostics = []
-    node.create_subscription(
-        DiagnosticArray, "/diagnostics", lambda m: diagnostics.append(m), QoSProfile(depth=10)
-    )
+    diagnostics = []  # only the latest is kept
+
+    def on_diagnostics(msg):
+        diagnostics[:] = [msg]
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, QoSProfile(depth=10))
     node.create_timer(1.0 / args.rate, publish)
     cpu0 = process_cpu_seconds(args.node_pid)
     end = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")

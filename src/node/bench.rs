@@ -6,14 +6,10 @@
 use super::params::NodeParams;
 use super::pipeline::{cloud_message, Pipeline, Settings, StageTimes};
 use super::samples::{sample_clouds, SampleOptions};
+use super::stats::percentile;
 use crate::error::Result;
 use std::fmt::Write;
 use std::time::Duration;
-
-fn percentile_ms(sorted: &[f64], q: f64) -> f64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// Processes `repeats` clouds of each size and returns the table as text. With `rate_hz`
 /// the clouds come at that rate (idle time between them, as in the node at 10 Hz: threads
@@ -80,8 +76,8 @@ pub fn node_bench(
             mean(sum.filter),
             mean(sum.inference),
             mean(sum.matching),
-            percentile_ms(&totals, 0.5),
-            percentile_ms(&totals, 0.99)
+            percentile(&totals, 0.5),
+            percentile(&totals, 0.99)
         )
         .ok();
     }

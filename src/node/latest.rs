@@ -33,17 +33,14 @@ impl<T> Default for Latest<T> {
 }
 
 impl<T> Latest<T> {
-    /// Stores `value`, replacing (and counting) one not yet taken. Returns whether one
-    /// was replaced.
-    pub fn put(&self, value: T) -> bool {
+    /// Stores `value`, replacing (and counting) one not yet taken.
+    pub fn put(&self, value: T) {
         let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let replaced = slot.value.replace(value).is_some();
-        if replaced {
+        if slot.value.replace(value).is_some() {
             slot.skipped += 1;
         }
         drop(slot);
         self.ready.notify_one();
-        replaced
     }
 
     /// Waits up to `timeout` for a value. `None` on timeout or once closed.

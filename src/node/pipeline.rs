@@ -246,8 +246,5 @@ impl Pipeline {
 
 /// Builds a `Cloud` as a PointCloud2 (x, y, z FLOAT32), e.g. for tests and benchmarks.
 pub fn cloud_message(cloud: &Cloud) -> RawPointCloud2 {
-    let colors = vec![[0u8; 3]; cloud.len()];
-    let mut msg = pointcloud2::encode_xyzrgb(&cloud.points, &colors);
-    msg.fields.truncate(3);
-    msg
+    pointcloud2::encode_xyz(&cloud.points)
 }

@@ -209,6 +209,21 @@ pub fn encode_correspondences(points: &[CorrespondencePoint]) -> RawPointCloud2 
     unorganised(&fields, 20, points.len(), data)
 }
 
+/// Encodes x, y, z (FLOAT32): a plain sensor cloud, for tests, samples and benchmarks.
+pub fn encode_xyz(points: &[[f32; 3]]) -> RawPointCloud2 {
+    let fields = [
+        ("x", 0, datatype::FLOAT32),
+        ("y", 4, datatype::FLOAT32),
+        ("z", 8, datatype::FLOAT32),
+    ];
+    let data = points
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    unorganised(&fields, 12, points.len(), data)
+}
+
 /// Encodes xyz + rgb (PCL's packed FLOAT32 `rgb`) for the embedding visualisation.
 pub fn encode_xyzrgb(points: &[[f32; 3]], colors: &[[u8; 3]]) -> RawPointCloud2 {
     let fields = [

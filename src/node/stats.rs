@@ -79,7 +79,7 @@ impl NodeStats {
 }
 
 /// Nearest-rank percentile of sorted values; 0 when empty.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
