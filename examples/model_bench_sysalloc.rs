@@ -7,5 +7,5 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    println!("{}", semcorr::model::bench::model_bench(repeats));
+    println!("{}", semcorr::tools::bench_model::model_bench(repeats));
 }

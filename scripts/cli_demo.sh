@@ -14,6 +14,7 @@ done
 "$B" eval --data "$DATA" --split test --model models/mug.gguf
 mug=$(grep -m1 '^90000001-' "$DATA/splits/test.txt")
 mkdir -p out
+# Dataset clouds are in the models' own frame (y up), not a sensor's: say so.
 "$B" infer --model models/mug.gguf --cloud "$DATA/pcds/90000001/${mug#90000001-}.pcd" \
-  --json out/mug.json --png out/mug.png
+  --set up_axis=+y --set face_sensor=false --json out/mug.json --png out/mug.png
 echo "picture: out/mug.png"

@@ -16,6 +16,22 @@ pub enum Error {
     /// A file was read but its content is malformed.
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// A text (YAML, JSON, a number) could not be parsed; `what` names the file, key or
+    /// option it came from, `source` keeps the parser's own error.
+    #[error("{what}: {source}")]
+    Parse {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A tensor operation failed; `context` says which step (a forward pass, loading a
+    /// checkpoint), `source` keeps candle's error.
+    #[error("{context}: {source}")]
+    Candle {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
     /// An argument, parameter or data item is invalid; the message names it.
     #[error("{0}")]
     Invalid(String),
@@ -41,6 +57,22 @@ impl Error {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::Invalid(message.into())
+    }
+
+    pub fn parse(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Parse {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// For `map_err`: wraps a candle error with what was being done.
+    pub fn candle(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Candle { context, source }
     }
 }
 

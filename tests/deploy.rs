@@ -5,8 +5,9 @@
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use semcorr::dataset::synth::{generate_dataset, SynthOptions};
 use semcorr::dataset::{Dataset, Split};
-use semcorr::deploy::{DeployedModel, Matcher, Precision, Runtime};
-use semcorr::eval::Embedder;
+use semcorr::deploy::{DeployedModel, Precision, Runtime};
+use semcorr::matching::Matcher;
+use semcorr::embedding::Embedder;
 use semcorr::train::{load_network, train, TrainConfig, LAST_CHECKPOINT};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,7 @@ fn fixture() -> &'static Fixture {
             "category=mug".into(),
             format!("out={}", out.display()),
             "epochs=3".into(),
-            "num_points=256".into(),
+            "prepare.num_points=256".into(),
             "lr=3e-3".into(),
             "progress=false".into(),
         ];
@@ -74,7 +75,7 @@ fn test_clouds() -> Vec<semcorr::Cloud> {
 }
 
 /// Mean and minimum per-point cosine similarity of two embeddings.
-fn cosine(a: &semcorr::eval::Embeddings, b: &semcorr::eval::Embeddings) -> (f32, f32) {
+fn cosine(a: &semcorr::embedding::Embeddings, b: &semcorr::embedding::Embeddings) -> (f32, f32) {
     let (mut sum, mut min) = (0f32, f32::MAX);
     for i in 0..a.num_points {
         let (x, y) = (a.row(i), b.row(i));
@@ -93,7 +94,7 @@ fn export_load_gives_the_checkpoint_embeddings() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let (net, ckpt) = load_network(&f.ckpt).unwrap();
-    let reference = net.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu);
+    let reference = net.embedder(ckpt.meta.config.prepare, &candle_core::Device::Cpu);
     let clouds = test_clouds();
     let mut sizes = vec![];
     // (precision, min mean cosine similarity vs f32 network)
@@ -301,12 +302,17 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
         cloud.write(&c).unwrap();
         let json = tmp.path().join(format!("{ext}.json"));
         let png = tmp.path().join(format!("{ext}.png"));
+        // Dataset clouds are already in the models' frame: y up, no turn toward a sensor.
         let out = semcorr(&[
             "infer",
             "--model",
             m,
             "--cloud",
             c.to_str().unwrap(),
+            "--set",
+            "up_axis=+y",
+            "--set",
+            "face_sensor=false",
             "--json",
             json.to_str().unwrap(),
             "--png",
@@ -314,13 +320,25 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
         ]);
         assert!(out.contains("score") && out.contains("handle"), "{out}");
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-        let matches = v.as_array().unwrap();
+        let matches = v["matches"].as_array().unwrap();
         assert!(!matches.is_empty());
         for k in matches {
             let i = k["index"].as_u64().unwrap() as usize;
             assert!(i < cloud.len());
             let s = k["score"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&s));
+        }
+        let published = v["correspondences"].as_array().unwrap();
+        assert!(!published.is_empty() && published.len() <= matches.len());
+        for c in published {
+            let i = c["input_index"].as_u64().unwrap() as usize;
+            let xyz: Vec<f32> = c["xyz"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            assert_eq!(xyz, cloud.points[i].to_vec(), "published in the input frame");
         }
         assert_eq!(png_size(&png), (800, 600));
     }
@@ -334,7 +352,11 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown precision 'int3'"));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("'int3'") && stderr.contains("q8_0"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -347,7 +369,7 @@ fn matcher_finds_annotated_keypoints_on_training_models() {
     let matcher = Matcher::default();
     let (mut hits, mut total) = (0, 0);
     for m in &train {
-        let found = matcher.match_cloud(&model, &m.cloud).unwrap();
+        let found = model.find_keypoints(&m.cloud, &matcher).unwrap();
         assert_eq!(found.len(), model.templates.templates.len());
         for k in &m.annotation.keypoints {
             let Some(f) = found.iter().find(|f| f.semantic_id == k.semantic_id) else {

@@ -1,11 +1,17 @@
-//! The node's ROS-free pipeline on the shipped mug model and sample sensor clouds.
+//! The node's ROS-free message path (decode, the shared pipeline, encode) on the shipped
+//! mug model and sample sensor clouds.
 
-use semcorr::node::params::NodeParams;
-use semcorr::node::pipeline::{cloud_message, Settings};
-use semcorr::node::pointcloud2::{self, datatype};
-use semcorr::node::samples::{sample_clouds, SampleOptions};
-use semcorr::node::Pipeline;
+use semcorr::node::pointcloud2::{self, datatype, RawPointCloud2};
+use semcorr::node::process_message;
+use semcorr::pipeline::params::{DeviceChoice, PrecisionChoice};
+use semcorr::pipeline::{NodeParams, Pipeline, Settings};
+use semcorr::tools::samples::{sample_clouds, SampleOptions};
+use semcorr::Cloud;
 use std::path::Path;
+
+fn cloud_message(cloud: &Cloud) -> RawPointCloud2 {
+    pointcloud2::encode_xyz(&cloud.points)
+}
 
 fn mug_params() -> NodeParams {
     NodeParams {
@@ -37,14 +43,15 @@ fn sample_views_yield_keypoints_near_the_truth() {
     let (mut near, mut found) = (0, 0);
     for s in &samples {
         let msg = cloud_message(&s.cloud);
-        let out = pipeline.process(&msg, &settings).unwrap();
-        assert_eq!(out.message_points, s.cloud.len());
+        let output = process_message(&pipeline, &msg, &settings).unwrap();
+        let out = &output.result;
+        assert_eq!(out.input_points, s.cloud.len());
         for c in &out.correspondences {
             assert!(ids.contains(&c.keypoint_id), "{}", c.keypoint_id);
             assert!((0.0..=1.0).contains(&c.score));
             assert!(c.score >= settings.score_threshold);
             assert_eq!(
-                c.xyz, s.cloud.points[c.message_index],
+                c.xyz, s.cloud.points[c.input_index],
                 "published in the input frame"
             );
             if let Some((_, truth)) = s.keypoints.iter().find(|(id, _)| *id == c.keypoint_id) {
@@ -53,7 +60,7 @@ fn sample_views_yield_keypoints_near_the_truth() {
                 near += usize::from(d <= 0.03);
             }
         }
-        let wire = out.correspondence_cloud();
+        let wire = &output.correspondences;
         assert_eq!(wire.width as usize, out.correspondences.len());
         assert_eq!(wire.fields[3].name, "keypoint_id");
         assert_eq!(wire.fields[3].datatype, datatype::UINT32);
@@ -78,12 +85,11 @@ fn filters_and_limits_apply() {
         ..Default::default()
     })
     .unwrap()[0];
-    let out = pipeline
-        .process(&cloud_message(&s.cloud), &settings)
-        .unwrap();
+    let output = process_message(&pipeline, &cloud_message(&s.cloud), &settings).unwrap();
+    let out = &output.result;
     assert!(out.correspondences.len() <= 2);
-    assert!(out.filtered_points < s.cloud.len(), "voxel filter thins");
-    let emb = out.embedding_cloud.unwrap();
+    assert!(out.filtered.len() < s.cloud.len(), "voxel filter thins");
+    let emb = output.embedding_cloud.unwrap();
     assert_eq!(emb.fields.len(), 4);
     assert!(emb.width > 0);
     // A crop box that excludes the object leaves too few points: a clear error.
@@ -91,9 +97,7 @@ fn filters_and_limits_apply() {
         crop_box: Some([5.0, 5.0, 5.0, 6.0, 6.0, 6.0]),
         ..settings.clone()
     };
-    let e = pipeline
-        .process(&cloud_message(&s.cloud), &away)
-        .unwrap_err();
+    let e = process_message(&pipeline, &cloud_message(&s.cloud), &away).unwrap_err();
     assert!(e.to_string().contains("crop_box"), "{e}");
 }
 
@@ -126,12 +130,14 @@ fn malformed_messages_are_errors_and_the_next_cloud_still_works() {
         ("all NaN", &nan, "not finite"),
         ("empty", &empty, "usable points"),
     ] {
-        let e = pipeline.process(msg, &settings).unwrap_err().to_string();
+        let e = process_message(&pipeline, msg, &settings)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(needle), "{what}: {e}");
     }
-    assert!(!pipeline
-        .process(&good, &settings)
+    assert!(!process_message(&pipeline, &good, &settings)
         .unwrap()
+        .result
         .correspondences
         .is_empty());
 }
@@ -158,14 +164,14 @@ fn bad_model_or_precision_stops_start_up_naming_the_parameter() {
         ),
         (
             NodeParams {
-                precision: "q4_0".into(),
+                precision: "q4_0".parse().unwrap(),
                 ..mug_params()
             },
             "precision",
         ),
         (
             NodeParams {
-                device: "cuda:0".into(),
+                device: DeviceChoice::Cuda(0),
                 ..mug_params()
             },
             "device",
@@ -176,7 +182,7 @@ fn bad_model_or_precision_stops_start_up_naming_the_parameter() {
     }
     // The file's own precision runs quantized.
     assert!(Pipeline::new(&NodeParams {
-        precision: "q8_0".into(),
+        precision: "q8_0".parse::<PrecisionChoice>().unwrap(),
         ..mug_params()
     })
     .is_ok());

@@ -3,7 +3,8 @@
 
 use semcorr::dataset::synth::{generate_dataset, SynthOptions};
 use semcorr::dataset::{Dataset, Split};
-use semcorr::deploy::{DeployedModel, Matcher};
+use semcorr::deploy::DeployedModel;
+use semcorr::matching::Matcher;
 use semcorr::geodesic::{KnnGraph, DEFAULT_K};
 use std::path::Path;
 
@@ -43,7 +44,7 @@ fn shipped_models_place_keypoints_within_a_tenth_of_the_diagonal() {
         let matcher = Matcher::default();
         let (mut near, mut near05, mut total, mut accepted) = (0, 0, 0, 0);
         for m in &test {
-            let matches = matcher.match_cloud(&model, &m.cloud).unwrap();
+            let matches = model.find_keypoints(&m.cloud, &matcher).unwrap();
             let graph = KnnGraph::build(&m.cloud.points, DEFAULT_K);
             for kp in &m.annotation.keypoints {
                 let Some(found) = matches.iter().find(|x| x.semantic_id == kp.semantic_id) else {

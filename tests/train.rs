@@ -23,7 +23,7 @@ fn config(data: &Path, out: &Path, epochs: usize, extra: &[&str]) -> TrainConfig
         "category=mug".into(),
         format!("out={}", out.display()),
         format!("epochs={epochs}"),
-        "num_points=256".into(),
+        "prepare.num_points=256".into(),
         "progress=false".into(),
     ];
     sets.extend(extra.iter().map(|s| s.to_string()));
@@ -63,7 +63,7 @@ fn tiny_run_lowers_loss_and_beats_random() {
         &cat.class_id,
         "mug",
         &test,
-        &net.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu),
+        &net.embedder(ckpt.meta.config.prepare, &candle_core::Device::Cpu),
     )
     .unwrap();
     let random = evaluate_models(&cat.class_id, "mug", &test, &RandomEmbedder::new(0)).unwrap();
@@ -160,11 +160,11 @@ fn bad_configs_name_the_problem() {
 /// Mean embedding distance between keypoints of different correspondence sets on the test
 /// models: how far apart the network keeps different semantics.
 fn between_set_spread(run: &Path, data: &Path) -> f64 {
-    use semcorr::eval::Embedder;
+    use semcorr::embedding::Embedder;
     let ds = Dataset::open(data).unwrap();
     let cat = ds.category("mug").unwrap();
     let (net, ckpt) = load_network(&run.join(LAST_CHECKPOINT)).unwrap();
-    let embedder = net.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu);
+    let embedder = net.embedder(ckpt.meta.config.prepare, &candle_core::Device::Cpu);
     let (mut sum, mut count) = (0.0, 0);
     for m in ds.load_split(cat, Split::Test).unwrap() {
         let e = embedder.embed(&m.cloud).unwrap();
@@ -200,7 +200,7 @@ fn pull_only_collapses_and_the_push_prevents_it() {
             &data,
             &out,
             30,
-            &["lr=5e-3", "val_every=30", "num_points=128", &set],
+            &["lr=5e-3", "val_every=30", "prepare.num_points=128", &set],
         );
         train(cfg, None).unwrap();
         spread.push(between_set_spread(&out, &data));

@@ -3,8 +3,10 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use semcorr::dataset::{synth, Dataset, Split};
-use semcorr::eval;
-use std::path::PathBuf;
+use semcorr::deploy::Precision;
+use semcorr::eval::{self, Baseline};
+use semcorr::pipeline::NodeParams;
+use std::path::{Path, PathBuf};
 
 // mimalloc: measured ~17% faster training steps than the system allocator (see src/model).
 #[global_allocator]
@@ -48,11 +50,11 @@ enum Command {
         /// Dataset folder (KeypointNet format).
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "test")]
-        split: String,
-        /// Baseline embedder: random | xyz | fpfh (ignored with --model).
-        #[arg(long, default_value = "random")]
-        embedder: String,
+        #[arg(long, value_enum, default_value_t = Split::Test)]
+        split: Split,
+        /// Baseline embedder (ignored with --model).
+        #[arg(long, value_enum, default_value_t = Baseline::Random)]
+        embedder: Baseline,
         /// A trained checkpoint (`semcorr train`, .safetensors) or a deployment model
         /// (`semcorr export`, .gguf): evaluates the network instead of a baseline, on its
         /// category unless --categories says otherwise.
@@ -84,16 +86,16 @@ enum Command {
     Export {
         #[arg(long)]
         checkpoint: PathBuf,
-        /// f32 | f16 | q8_0 | q4_0
-        #[arg(long, default_value = "f32")]
-        precision: String,
+        /// Storage precision of the weight matrices.
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
         #[arg(long)]
         out: PathBuf,
         /// Dataset for the templates (default: the checkpoint's `data`).
         #[arg(long)]
         data: Option<PathBuf>,
-        #[arg(long, default_value = "train")]
-        split: String,
+        #[arg(long, value_enum, default_value_t = Split::Train)]
+        split: Split,
     },
     /// Few-shot: rebuild a model's templates from your own annotated clouds (KeypointNet
     /// format) without retraining, writing a new model file.
@@ -102,32 +104,35 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "train")]
-        split: String,
+        #[arg(long, value_enum, default_value_t = Split::Train)]
+        split: Split,
         /// Category in --data (default: the model's, or the dataset's only one).
         #[arg(long)]
         category: Option<String>,
         #[arg(long)]
         out: PathBuf,
     },
-    /// Find the model's keypoints on a cloud (.pcd or .ply).
+    /// Run the node's pipeline on a cloud file (.pcd or .ply) and print what the node
+    /// would publish. NaN points are dropped as in the node.
     Infer {
-        /// A deployment model (.gguf).
-        #[arg(long)]
-        model: PathBuf,
         #[arg(long)]
         cloud: PathBuf,
-        /// Write the matches as JSON here.
+        /// The node's parameters file (ros__parameters YAML); default:
+        /// config/semcorr.yaml when it exists here, else the same built-in defaults.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        /// Override a node parameter, e.g. `--set up_axis=-y --set crop_box=[-1,-1,0,1,1,2]`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Shorthand for `--set model_path=FILE`.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Write the result as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
         /// Draw the cloud coloured by embedding, with the keypoints, to this PNG (800x600).
         #[arg(long)]
         png: Option<PathBuf>,
-        #[arg(long, default_value_t = semcorr::deploy::MatchParams::default().min_score)]
-        min_score: f32,
-        /// Skip the geometric consistency check.
-        #[arg(long)]
-        no_geometry: bool,
     },
     /// Sample sensor clouds (binary PCD, REP-103 sensor frame, metres) of unseen
     /// procedural objects, for the node's demo, tests and benchmarks; keypoints.json holds
@@ -241,9 +246,8 @@ fn main() -> Result<()> {
             json,
         } => {
             let dataset = Dataset::open(&data)?;
-            let split: Split = split.parse()?;
             let network;
-            let embedder: Box<dyn eval::Embedder + '_> = match &model {
+            let embedder: Box<dyn semcorr::embedding::Embedder + '_> = match &model {
                 Some(path) if path.extension().is_some_and(|e| e == "gguf") => {
                     let m = semcorr::deploy::DeployedModel::load(path)?;
                     if categories.is_empty() {
@@ -257,11 +261,9 @@ fn main() -> Result<()> {
                         categories.push(ckpt.meta.config.category.clone());
                     }
                     network = net;
-                    Box::new(
-                        network.embedder(ckpt.meta.config.num_points, &candle_core::Device::Cpu),
-                    )
+                    Box::new(network.embedder(ckpt.meta.config.prepare, &candle_core::Device::Cpu))
                 }
-                None => eval::baseline(&embedder, seed)?,
+                None => embedder.embedder(seed),
             };
             let selected = select_categories(&dataset, &categories)?;
             let report = eval::evaluate(&dataset, &selected, split, embedder.as_ref())?;
@@ -295,12 +297,11 @@ fn main() -> Result<()> {
             data,
             split,
         } => {
-            let precision: semcorr::deploy::Precision = precision.parse()?;
             let model = semcorr::deploy::DeployedModel::from_checkpoint(
                 &checkpoint,
                 precision,
                 data.as_deref(),
-                split.parse()?,
+                split,
             )?;
             model.save(&out)?;
             println!(
@@ -318,7 +319,7 @@ fn main() -> Result<()> {
             out,
         } => {
             let mut m = semcorr::deploy::DeployedModel::load(&model)?;
-            m.retemplate(&data, split.parse()?, category.as_deref())?;
+            m.retemplate(&data, split, category.as_deref())?;
             m.save(&out)?;
             println!(
                 "wrote {} with {} templates from {}",
@@ -328,13 +329,18 @@ fn main() -> Result<()> {
             );
         }
         Command::Infer {
-            model,
             cloud,
+            params,
+            mut set,
+            model,
             json,
             png,
-            min_score,
-            no_geometry,
-        } => infer(&model, &cloud, json, png, min_score, no_geometry)?,
+        } => {
+            if let Some(model) = model {
+                set.insert(0, format!("model_path={}", model.display()));
+            }
+            infer(&cloud, params.as_deref(), &set, json, png)?
+        }
         Command::Samples {
             out,
             category,
@@ -343,7 +349,7 @@ fn main() -> Result<()> {
             seed,
             noise,
         } => {
-            let opts = semcorr::node::samples::SampleOptions {
+            let opts = semcorr::tools::samples::SampleOptions {
                 category,
                 count,
                 points,
@@ -351,7 +357,7 @@ fn main() -> Result<()> {
                 noise_m: noise,
                 ..Default::default()
             };
-            let files = semcorr::node::samples::write_samples(&out, &opts)?;
+            let files = semcorr::tools::samples::write_samples(&out, &opts)?;
             println!("wrote {} clouds to {}", files.len(), out.display());
         }
         Command::Bench { what } => match what {
@@ -362,16 +368,16 @@ fn main() -> Result<()> {
                 rate,
             } => {
                 let params = match params {
-                    Some(path) => semcorr::node::NodeParams::from_ros_yaml(&path, "semcorr_node")?,
-                    None => semcorr::node::NodeParams::default(),
+                    Some(path) => NodeParams::from_ros_yaml(&path, NODE_NAME)?,
+                    None => NodeParams::default(),
                 };
                 println!(
                     "{}",
-                    semcorr::node::bench::node_bench(&params, &points, repeats, rate)?
+                    semcorr::tools::bench_node::node_bench(&params, &points, repeats, rate)?
                 );
             }
             BenchCommand::Model { repeats } => {
-                println!("{}", semcorr::model::bench::try_model_bench(repeats)?)
+                println!("{}", semcorr::tools::bench_model::try_model_bench(repeats)?)
             }
             BenchCommand::Deploy {
                 checkpoint,
@@ -386,7 +392,7 @@ fn main() -> Result<()> {
                     .with_context(|| format!("creating {}", dir.display()))?;
                 println!(
                     "{}",
-                    semcorr::deploy::bench::deploy_bench(
+                    semcorr::tools::bench_deploy::deploy_bench(
                         &checkpoint,
                         data.as_deref(),
                         &dir,
@@ -401,52 +407,85 @@ fn main() -> Result<()> {
                 repeats,
             } => println!(
                 "{}",
-                semcorr::bench::geodesic_bench(points, k, sources, repeats)
+                semcorr::tools::bench_geodesic::geodesic_bench(points, k, sources, repeats)
             ),
         },
     }
     Ok(())
 }
 
-/// `semcorr infer`: embed, match, print; optionally JSON and a picture.
+/// The node's section name in parameters files.
+const NODE_NAME: &str = "semcorr_node";
+
+/// `semcorr infer`: the node's pipeline on a file, with the node's parameters; prints every
+/// template's match and writes what the node would publish as JSON, optionally a picture.
 fn infer(
-    model: &std::path::Path,
-    cloud_path: &std::path::Path,
+    cloud_path: &Path,
+    params_path: Option<&Path>,
+    overrides: &[String],
     json: Option<PathBuf>,
     png: Option<PathBuf>,
-    min_score: f32,
-    no_geometry: bool,
 ) -> Result<()> {
-    use semcorr::deploy::{matcher, DeployedModel, MatchParams, Matcher};
-    let m = DeployedModel::load(model)?;
+    use semcorr::pipeline::{Pipeline, Settings};
+    let default_file = Path::new("config/semcorr.yaml");
+    let mut params = match params_path {
+        Some(path) => NodeParams::from_ros_yaml(path, NODE_NAME)?,
+        None if default_file.is_file() => NodeParams::from_ros_yaml(default_file, NODE_NAME)?,
+        None => NodeParams::default(),
+    };
+    params.apply_overrides(overrides)?;
+    let pipeline = Pipeline::new(&params)?;
+    let settings = Settings::from_params(&params)?;
+    let started = std::time::Instant::now();
     let cloud = semcorr::Cloud::read(cloud_path)?;
-    let (prepared, emb) = m
-        .embed(&cloud)
-        .with_context(|| format!("embedding {}", cloud_path.display()))?;
-    let matcher = Matcher::new(MatchParams {
-        min_score,
-        geometric: !no_geometry,
-        ..Default::default()
-    });
-    let matches = matcher.match_prepared(&m.templates, &cloud, &prepared, &emb);
-    print!("{}", matcher::format_table(&matches));
+    let read_time = started.elapsed();
+    let mut r = pipeline
+        .process(&cloud, &settings)
+        .with_context(|| format!("{}", cloud_path.display()))?;
+    r.times.decode = read_time;
+    print!("{}", semcorr::matching::format_table(&r.matches));
+    println!(
+        "{}: {} of {} templates published; {} points ({} not finite), {} after filters; \
+         {:.1} ms (read {:.1}, filter {:.1}, network {:.1}, match {:.1})",
+        cloud_path.display(),
+        r.correspondences.len(),
+        r.matches.len(),
+        r.input_points,
+        r.dropped_non_finite,
+        r.filtered.len(),
+        r.times.total().as_secs_f64() * 1e3,
+        r.times.decode.as_secs_f64() * 1e3,
+        r.times.filter.as_secs_f64() * 1e3,
+        r.times.inference.as_secs_f64() * 1e3,
+        r.times.matching.as_secs_f64() * 1e3,
+    );
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&matches)?;
+        let report = serde_json::json!({
+            "cloud": cloud_path.display().to_string(),
+            "model": params.model_path,
+            "category": pipeline.model.category.name,
+            "input_points": r.input_points,
+            "dropped_non_finite": r.dropped_non_finite,
+            "filtered_points": r.filtered.len(),
+            "correspondences": r.correspondences,
+            "matches": r.matches,
+        });
+        let text = serde_json::to_string_pretty(&report)?;
         semcorr::error::write_file_atomic(&path, text.as_bytes())?;
     }
     if let Some(path) = png {
         let title = format!(
             "{}: {} ({})",
-            m.category.name,
+            pipeline.model.category.name,
             cloud_path.file_name().unwrap_or_default().to_string_lossy(),
-            m.precision
+            pipeline.model.precision
         );
-        semcorr::deploy::render::render_png(
+        semcorr::picture::render_png(
             &path,
-            &cloud,
-            &prepared,
-            &emb,
-            &matches,
+            &r.model_frame,
+            &r.prepared,
+            &r.embeddings,
+            &r.matches,
             &title,
             (800, 600),
         )?;

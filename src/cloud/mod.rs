@@ -1,6 +1,9 @@
 //! Point clouds: the `Cloud` type, sampling, normalisation and file formats.
 
+mod io_common;
+pub(crate) mod kdtree;
 mod normalize;
+pub(crate) mod normals;
 pub mod pcd;
 pub mod ply;
 mod prepare;

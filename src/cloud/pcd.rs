@@ -2,6 +2,10 @@
 //!
 //! Only x, y, z and a packed rgb/rgba field are kept; every other field is skipped, so
 //! clouds saved with normals, intensities or padding fields load without conversion.
+use super::io_common::{
+    ascii_text, colors_to_write, parse_with, read_with, write_points_ascii, write_points_le,
+    HeaderLines, ParseResult, Scalar,
+};
 use super::Cloud;
 use crate::error::{write_file_atomic, Result};
 use std::path::Path;
@@ -13,13 +17,20 @@ pub enum PcdEncoding {
     Binary,
 }
 
+/// Reads a PCD file; a malformed one gives `Error::Format` naming the file.
 pub fn read_pcd(path: &Path) -> Result<Cloud> {
-    parse_pcd(&crate::error::read_file(path)?).map_err(|m| crate::Error::format(path, m))
+    read_with(path, parse)
 }
 
-/// Parses a whole PCD file. Non-finite points (PCL's marker for invalid pixels of an
-/// organised cloud) are kept, so indices still match the sensor grid; see `drop_non_finite`.
-pub fn parse_pcd(bytes: &[u8]) -> std::result::Result<Cloud, String> {
+/// Parses a whole PCD file held in memory. Non-finite points (PCL's marker for invalid
+/// pixels of an organised cloud) are kept, so indices still match the sensor grid; see
+/// `drop_non_finite`. Malformed data gives `Error::Parse` with `what` "PCD data" and the
+/// problem as its source.
+pub fn parse_pcd(bytes: &[u8]) -> Result<Cloud> {
+    parse_with(bytes, "PCD data", parse)
+}
+
+fn parse(bytes: &[u8]) -> ParseResult<Cloud> {
     let (header, data) = parse_header(bytes)?;
     let layout = Layout::new(&header)?;
     match header.data.as_str() {
@@ -53,15 +64,7 @@ pub fn drop_non_finite(cloud: &Cloud) -> (Cloud, Vec<usize>) {
 fn encode_pcd(cloud: &Cloud, encoding: PcdEncoding) -> Result<Vec<u8>> {
     use std::fmt::Write as _;
     let n = cloud.len();
-    let colors = cloud.colors.as_deref();
-    if let Some(c) = colors {
-        if c.len() != n {
-            return Err(crate::Error::invalid(format!(
-                "cannot write PCD: {} colours for {n} points",
-                c.len()
-            )));
-        }
-    }
+    let colors = colors_to_write(cloud, "PCD")?;
     let (fields, size, ty, count) = if colors.is_some() {
         ("x y z rgb", "4 4 4 4", "F F F U", "1 1 1 1")
     } else {
@@ -79,27 +82,17 @@ fn encode_pcd(cloud: &Cloud, encoding: PcdEncoding) -> Result<Vec<u8>> {
     let pack = |c: [u8; 3]| (c[0] as u32) << 16 | (c[1] as u32) << 8 | c[2] as u32;
     match encoding {
         PcdEncoding::Ascii => {
-            for (i, p) in cloud.points.iter().enumerate() {
-                // `{}` prints the shortest text that parses back to the same f32.
-                let _ = write!(text, "{} {} {}", p[0], p[1], p[2]);
-                if let Some(c) = colors {
-                    let _ = write!(text, " {}", pack(c[i]));
-                }
-                text.push('\n');
-            }
+            write_points_ascii(&mut text, cloud, |t, c| {
+                let _ = write!(t, " {}", pack(c));
+            });
             Ok(text.into_bytes())
         }
         PcdEncoding::Binary => {
             let mut out = text.into_bytes();
             out.reserve(n * if colors.is_some() { 16 } else { 12 });
-            for (i, p) in cloud.points.iter().enumerate() {
-                for c in p {
-                    out.extend_from_slice(&c.to_le_bytes());
-                }
-                if let Some(c) = colors {
-                    out.extend_from_slice(&pack(c[i]).to_le_bytes());
-                }
-            }
+            write_points_le(&mut out, cloud, |o, c| {
+                o.extend_from_slice(&pack(c).to_le_bytes())
+            });
             Ok(out)
         }
     }
@@ -108,8 +101,8 @@ fn encode_pcd(cloud: &Cloud, encoding: PcdEncoding) -> Result<Vec<u8>> {
 #[derive(Debug)]
 struct Field {
     name: String,
-    size: usize,
-    ty: char,
+    /// TYPE and SIZE together.
+    ty: Scalar,
     count: usize,
 }
 
@@ -123,7 +116,7 @@ struct Header {
 }
 
 /// Splits the file into its parsed header and the bytes after the `DATA` line.
-fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
+fn parse_header(bytes: &[u8]) -> ParseResult<(Header, &[u8])> {
     let mut names: Option<Vec<String>> = None;
     let mut sizes: Option<Vec<String>> = None;
     let mut types: Option<Vec<String>> = None;
@@ -131,20 +124,9 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
     let mut width: Option<usize> = None;
     let mut height: Option<usize> = None;
     let mut points: Option<usize> = None;
-    let mut pos = 0;
-    let mut line_no = 0;
-    loop {
-        if pos >= bytes.len() {
-            return Err("the header has no DATA line".into());
-        }
-        line_no += 1;
-        let end = bytes[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(bytes.len(), |e| pos + e);
-        let line = std::str::from_utf8(&bytes[pos..end])
-            .map_err(|_| format!("header line {line_no} is not valid UTF-8"))?;
-        pos = (end + 1).min(bytes.len());
+    let mut lines = HeaderLines::new(bytes);
+    while let Some(line) = lines.next() {
+        let (line_no, line) = line?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -152,7 +134,7 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
         let mut words = line.split_whitespace();
         let key = words.next().unwrap_or_default().to_ascii_uppercase();
         let values: Vec<String> = words.map(str::to_owned).collect();
-        let one = |values: &[String]| -> std::result::Result<usize, String> {
+        let one = |values: &[String]| -> ParseResult<usize> {
             match values {
                 [v] => v
                     .parse()
@@ -201,12 +183,13 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
                     points,
                     data,
                 };
-                return Ok((header, &bytes[pos..]));
+                return Ok((header, lines.rest()));
             }
             // VERSION, VIEWPOINT and unknown keys carry nothing we need.
             _ => {}
         }
     }
+    Err("the header has no DATA line".into())
 }
 
 fn build_fields(
@@ -214,7 +197,7 @@ fn build_fields(
     sizes: Vec<String>,
     types: Vec<String>,
     counts: Vec<String>,
-) -> std::result::Result<Vec<Field>, String> {
+) -> ParseResult<Vec<Field>> {
     let n = names.len();
     if n == 0 {
         return Err("FIELDS lists no fields".into());
@@ -246,19 +229,20 @@ fn build_fields(
                 ))
             }
         };
-        let valid = match ty {
-            'F' => matches!(size, 4 | 8),
-            _ => matches!(size, 1 | 2 | 4 | 8),
+        let ty = match (ty, size) {
+            ('F', 4) => Scalar::F32,
+            ('F', 8) => Scalar::F64,
+            ('U', 1) => Scalar::U8,
+            ('U', 2) => Scalar::U16,
+            ('U', 4) => Scalar::U32,
+            ('U', 8) => Scalar::U64,
+            ('I', 1) => Scalar::I8,
+            ('I', 2) => Scalar::I16,
+            ('I', 4) => Scalar::I32,
+            ('I', 8) => Scalar::I64,
+            _ => return Err(format!("field '{name}': TYPE {ty} cannot have SIZE {size}")),
         };
-        if !valid {
-            return Err(format!("field '{name}': TYPE {ty} cannot have SIZE {size}"));
-        }
-        fields.push(Field {
-            name,
-            size,
-            ty,
-            count,
-        });
+        fields.push(Field { name, ty, count });
     }
     Ok(fields)
 }
@@ -273,7 +257,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(header: &Header) -> std::result::Result<Layout, String> {
+    fn new(header: &Header) -> ParseResult<Layout> {
         let mut value = 0usize;
         let mut byte = 0usize;
         let mut xyz = [None; 3];
@@ -295,20 +279,21 @@ impl Layout {
                         f.name, f.count
                     ));
                 }
-                if f.name.starts_with("rgb") && f.size != 4 {
+                if f.name.starts_with("rgb") && f.ty.size() != 4 {
                     return Err(format!(
                         "field '{}' must have SIZE 4, not {}",
-                        f.name, f.size
+                        f.name,
+                        f.ty.size()
                     ));
                 }
                 *slot = Some((value, byte));
             }
             value = value.checked_add(f.count).ok_or("COUNT values overflow")?;
-            byte = f
-                .size
-                .checked_mul(f.count)
-                .and_then(|b| byte.checked_add(b))
-                .ok_or("SIZE * COUNT values overflow")?;
+            byte =
+                f.ty.size()
+                    .checked_mul(f.count)
+                    .and_then(|b| byte.checked_add(b))
+                    .ok_or("SIZE * COUNT values overflow")?;
         }
         let mut found = [(0, 0); 3];
         for (k, axis) in ["x", "y", "z"].iter().enumerate() {
@@ -339,17 +324,8 @@ fn unpack_rgb(packed: u32) -> [u8; 3] {
     [(packed >> 16) as u8, (packed >> 8) as u8, packed as u8]
 }
 
-fn parse_ascii(
-    header: &Header,
-    layout: &Layout,
-    data: &[u8],
-) -> std::result::Result<Cloud, String> {
-    let text = std::str::from_utf8(data).map_err(|e| {
-        format!(
-            "the ascii data is not valid UTF-8 (at byte {} of the data)",
-            e.valid_up_to()
-        )
-    })?;
+fn parse_ascii(header: &Header, layout: &Layout, data: &[u8]) -> ParseResult<Cloud> {
+    let text = ascii_text(data, "data")?;
     let rgb_field = layout.rgb.map(|(v, _)| field_at(header, v));
     let xyz_fields: Vec<&Field> = layout
         .xyz
@@ -385,7 +361,7 @@ fn parse_ascii(
         for (k, &(v, _)) in layout.xyz.iter().enumerate() {
             let tok = values[v];
             // Parsing an F4 straight to f32 avoids double rounding, so round trips are exact.
-            let parsed = if xyz_fields[k].ty == 'F' && xyz_fields[k].size == 4 {
+            let parsed = if xyz_fields[k].ty == Scalar::F32 {
                 tok.parse::<f32>().ok()
             } else {
                 tok.parse::<f64>().ok().map(|v| v as f32)
@@ -413,8 +389,8 @@ fn parse_ascii(
 
 /// PCL (since 1.8) writes an F rgb as its integer bits, because opaque colours are NaN
 /// as floats; older writers print the float. A bare digit string is therefore the integer.
-fn parse_ascii_rgb(tok: &str, ty: char) -> Option<u32> {
-    if ty != 'F' || tok.bytes().all(|b| b.is_ascii_digit()) {
+fn parse_ascii_rgb(tok: &str, ty: Scalar) -> Option<u32> {
+    if !ty.is_float() || tok.bytes().all(|b| b.is_ascii_digit()) {
         if let Ok(v) = tok.parse::<u32>() {
             return Some(v);
         }
@@ -424,11 +400,7 @@ fn parse_ascii_rgb(tok: &str, ty: char) -> Option<u32> {
     tok.parse::<f32>().ok().map(f32::to_bits)
 }
 
-fn parse_binary(
-    header: &Header,
-    layout: &Layout,
-    data: &[u8],
-) -> std::result::Result<Cloud, String> {
+fn parse_binary(header: &Header, layout: &Layout, data: &[u8]) -> ParseResult<Cloud> {
     let stride = layout.bytes_per_point;
     let needed = header
         .points
@@ -454,7 +426,7 @@ fn parse_binary(
         let mut p = [0f32; 3];
         for k in 0..3 {
             let off = layout.xyz[k].1;
-            p[k] = read_scalar(&rec[off..], xyz_fields[k]) as f32;
+            p[k] = xyz_fields[k].ty.decode(&rec[off..], false) as f32;
         }
         points.push(p);
         if let (Some(colors), Some((_, off))) = (&mut colors, layout.rgb) {
@@ -465,31 +437,21 @@ fn parse_binary(
     Ok(Cloud { points, colors })
 }
 
-/// One little-endian value of the field's type, as f64; `b` starts at the value.
-fn read_scalar(b: &[u8], f: &Field) -> f64 {
-    let arr = |n: usize| {
-        let mut a = [0u8; 8];
-        a[..n].copy_from_slice(&b[..n]);
-        a
-    };
-    let a = arr(f.size);
-    match (f.ty, f.size) {
-        ('F', 4) => f32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f64,
-        ('F', _) => f64::from_le_bytes(a),
-        ('U', 1) => a[0] as f64,
-        ('U', 2) => u16::from_le_bytes([a[0], a[1]]) as f64,
-        ('U', 4) => u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f64,
-        ('U', _) => u64::from_le_bytes(a) as f64,
-        (_, 1) => a[0] as i8 as f64,
-        (_, 2) => i16::from_le_bytes([a[0], a[1]]) as f64,
-        (_, 4) => i32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f64,
-        _ => i64::from_le_bytes(a) as f64,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
+
+    /// The message of the error `parse_pcd` gives for `bytes`, checking it names the data.
+    fn parse_err(bytes: &[u8]) -> String {
+        match parse_pcd(bytes).unwrap_err() {
+            Error::Parse { what, source } => {
+                assert_eq!(what, "PCD data");
+                source.to_string()
+            }
+            other => panic!("expected Error::Parse, got {other:?}"),
+        }
+    }
 
     fn sample_cloud(with_rgb: bool) -> Cloud {
         let points = vec![
@@ -516,6 +478,7 @@ mod tests {
         }
     }
 
+    // One test per encoding and colour case, so a failure names the case.
     #[test]
     fn round_trip_ascii_xyz() {
         round_trip(false, PcdEncoding::Ascii);
@@ -624,7 +587,7 @@ mod tests {
     fn truncated_binary_is_an_error() {
         let mut bytes = encode_pcd(&sample_cloud(true), PcdEncoding::Binary).unwrap();
         bytes.truncate(bytes.len() - 5);
-        let err = parse_pcd(&bytes).unwrap_err();
+        let err = parse_err(&bytes);
         assert_eq!(err, "expected 48 bytes of binary data, found 43");
     }
 
@@ -632,7 +595,7 @@ mod tests {
     fn field_count_mismatch_is_an_error() {
         let text = "FIELDS x y z\nSIZE 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 0\nHEIGHT 1\n\
                     POINTS 0\nDATA ascii\n";
-        let err = parse_pcd(text.as_bytes()).unwrap_err();
+        let err = parse_err(text.as_bytes());
         assert!(err.contains("FIELDS has 3 entries but SIZE has 2"), "{err}");
     }
 
@@ -658,7 +621,7 @@ mod tests {
     fn ascii_line_with_too_few_values_names_the_line() {
         let text = "FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n\
                     POINTS 2\nDATA ascii\n1 2 3\n4 5\n";
-        let err = parse_pcd(text.as_bytes()).unwrap_err();
+        let err = parse_err(text.as_bytes());
         assert_eq!(err, "line 10: expected 3 values, found 2");
     }
 
@@ -666,12 +629,12 @@ mod tests {
     fn ascii_too_few_or_too_many_lines() {
         let head = "FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n\
                     POINTS 2\nDATA ascii\n";
-        let err = parse_pcd(format!("{head}1 2 3\n").as_bytes()).unwrap_err();
+        let err = parse_err(format!("{head}1 2 3\n").as_bytes());
         assert!(
             err.contains("expected 2 points of ascii data, found 1"),
             "{err}"
         );
-        let err = parse_pcd(format!("{head}1 2 3\n1 2 3\n1 2 3\n").as_bytes()).unwrap_err();
+        let err = parse_err(format!("{head}1 2 3\n1 2 3\n1 2 3\n").as_bytes());
         assert!(
             err.contains("line 11: more data lines than POINTS 2"),
             "{err}"
@@ -730,12 +693,12 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let err = parse_pcd(text.as_bytes()).unwrap_err();
+            let err = parse_err(text.as_bytes());
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
         let mut bytes = b"# caf\xe9\n".to_vec();
         bytes.extend_from_slice(ok.as_bytes());
-        let err = parse_pcd(&bytes).unwrap_err();
+        let err = parse_err(&bytes);
         assert!(err.contains("header line 1 is not valid UTF-8"), "{err}");
     }
 
@@ -747,8 +710,24 @@ mod tests {
         }
         let huge = "FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nWIDTH 18446744073709551615\n\
                     HEIGHT 1\nDATA binary\n";
-        let err = parse_pcd(huge.as_bytes()).unwrap_err();
+        let err = parse_err(huge.as_bytes());
         assert!(err.contains("overflows"), "{err}");
+    }
+
+    #[test]
+    fn public_parse_error_keeps_the_message() {
+        let mut bytes = encode_pcd(&sample_cloud(false), PcdEncoding::Binary).unwrap();
+        bytes.truncate(bytes.len() - 1);
+        let err = parse_pcd(&bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PCD data: expected 36 bytes of binary data, found 35"
+        );
+        let source = std::error::Error::source(&err).expect("the parser's message is kept");
+        assert_eq!(
+            source.to_string(),
+            "expected 36 bytes of binary data, found 35"
+        );
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //!
 //! Any other element or property is skipped, so files from scanners and mesh tools (with
 //! normals, texture coordinates, edges...) load as they are.
+use super::io_common::{
+    ascii_text, colors_to_write, parse_with, read_with, write_points_ascii, write_points_le,
+    HeaderLines, ParseResult, Scalar,
+};
 use super::Cloud;
 use crate::error::{write_file_atomic, Result};
 use std::path::Path;
@@ -28,12 +32,19 @@ pub enum PlyEncoding {
     BinaryLittleEndian,
 }
 
+/// Reads a PLY file; a malformed one gives `Error::Format` naming the file.
 pub fn read_ply(path: &Path) -> Result<PlyData> {
-    parse_ply(&crate::error::read_file(path)?).map_err(|m| crate::Error::format(path, m))
+    read_with(path, parse)
 }
 
-/// Parses a whole PLY file (ascii, binary_little_endian or binary_big_endian).
-pub fn parse_ply(bytes: &[u8]) -> std::result::Result<PlyData, String> {
+/// Parses a whole PLY file held in memory (ascii, binary_little_endian or
+/// binary_big_endian). Malformed data gives `Error::Parse` with `what` "PLY data" and the
+/// problem as its source.
+pub fn parse_ply(bytes: &[u8]) -> Result<PlyData> {
+    parse_with(bytes, "PLY data", parse)
+}
+
+fn parse(bytes: &[u8]) -> ParseResult<PlyData> {
     let (header, body) = parse_header(bytes)?;
     let plan = Plan::new(&header)?;
     let mut sink = Sink::new(&header, &plan, body.len());
@@ -123,15 +134,7 @@ fn triangle_area(t: &[[f32; 3]; 3]) -> f64 {
 fn encode_ply(cloud: &Cloud, faces: Option<&[[u32; 3]]>, encoding: PlyEncoding) -> Result<Vec<u8>> {
     use std::fmt::Write as _;
     let n = cloud.len();
-    let colors = cloud.colors.as_deref();
-    if let Some(c) = colors {
-        if c.len() != n {
-            return Err(crate::Error::invalid(format!(
-                "cannot write PLY: {} colours for {n} points",
-                c.len()
-            )));
-        }
-    }
+    let colors = colors_to_write(cloud, "PLY")?;
     let faces = faces.unwrap_or(&[]);
     // Indices are written as `int`, the type every PLY reader accepts.
     if !faces.is_empty() && n > i32::MAX as usize {
@@ -169,14 +172,9 @@ fn encode_ply(cloud: &Cloud, faces: Option<&[[u32; 3]]>, encoding: PlyEncoding) 
     head.push_str("end_header\n");
     match encoding {
         PlyEncoding::Ascii => {
-            for (i, p) in cloud.points.iter().enumerate() {
-                // `{}` prints the shortest text that parses back to the same f32.
-                let _ = write!(head, "{} {} {}", p[0], p[1], p[2]);
-                if let Some(c) = colors {
-                    let _ = write!(head, " {} {} {}", c[i][0], c[i][1], c[i][2]);
-                }
-                head.push('\n');
-            }
+            write_points_ascii(&mut head, cloud, |t, c| {
+                let _ = write!(t, " {} {} {}", c[0], c[1], c[2]);
+            });
             for f in faces {
                 let _ = writeln!(head, "3 {} {} {}", f[0], f[1], f[2]);
             }
@@ -185,14 +183,7 @@ fn encode_ply(cloud: &Cloud, faces: Option<&[[u32; 3]]>, encoding: PlyEncoding) 
         PlyEncoding::BinaryLittleEndian => {
             let mut out = head.into_bytes();
             out.reserve(n * 15 + faces.len() * 13);
-            for (i, p) in cloud.points.iter().enumerate() {
-                for c in p {
-                    out.extend_from_slice(&c.to_le_bytes());
-                }
-                if let Some(c) = colors {
-                    out.extend_from_slice(&c[i]);
-                }
-            }
+            write_points_le(&mut out, cloud, |o, c| o.extend_from_slice(&c));
             for f in faces {
                 out.push(3);
                 for &v in f {
@@ -204,65 +195,19 @@ fn encode_ply(cloud: &Cloud, faces: Option<&[[u32; 3]]>, encoding: PlyEncoding) 
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scalar {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    F32,
-    F64,
-}
-
-impl Scalar {
-    fn parse(name: &str) -> Option<Scalar> {
-        Some(match name {
-            "char" | "int8" => Scalar::I8,
-            "uchar" | "uint8" => Scalar::U8,
-            "short" | "int16" => Scalar::I16,
-            "ushort" | "uint16" => Scalar::U16,
-            "int" | "int32" => Scalar::I32,
-            "uint" | "uint32" => Scalar::U32,
-            "float" | "float32" => Scalar::F32,
-            "double" | "float64" => Scalar::F64,
-            _ => return None,
-        })
-    }
-
-    fn size(self) -> usize {
-        match self {
-            Scalar::I8 | Scalar::U8 => 1,
-            Scalar::I16 | Scalar::U16 => 2,
-            Scalar::I32 | Scalar::U32 | Scalar::F32 => 4,
-            Scalar::F64 => 8,
-        }
-    }
-
-    fn is_float(self) -> bool {
-        matches!(self, Scalar::F32 | Scalar::F64)
-    }
-
-    /// Decodes one value; `b` holds exactly `self.size()` bytes.
-    fn decode(self, b: &[u8], big_endian: bool) -> f64 {
-        let mut a = [0u8; 8];
-        let n = self.size();
-        a[..n].copy_from_slice(&b[..n]);
-        if big_endian {
-            a[..n].reverse();
-        }
-        match self {
-            Scalar::I8 => a[0] as i8 as f64,
-            Scalar::U8 => a[0] as f64,
-            Scalar::I16 => i16::from_le_bytes([a[0], a[1]]) as f64,
-            Scalar::U16 => u16::from_le_bytes([a[0], a[1]]) as f64,
-            Scalar::I32 => i32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f64,
-            Scalar::U32 => u32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f64,
-            Scalar::F32 => f32::from_le_bytes([a[0], a[1], a[2], a[3]]) as f64,
-            Scalar::F64 => f64::from_le_bytes(a),
-        }
-    }
+/// The binary type a PLY type name stands for.
+fn scalar_type(name: &str) -> Option<Scalar> {
+    Some(match name {
+        "char" | "int8" => Scalar::I8,
+        "uchar" | "uint8" => Scalar::U8,
+        "short" | "int16" => Scalar::I16,
+        "ushort" | "uint16" => Scalar::U16,
+        "int" | "int32" => Scalar::I32,
+        "uint" | "uint32" => Scalar::U32,
+        "float" | "float32" => Scalar::F32,
+        "double" | "float64" => Scalar::F64,
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -307,27 +252,12 @@ struct Header {
     lines: usize,
 }
 
-fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
+fn parse_header(bytes: &[u8]) -> ParseResult<(Header, &[u8])> {
     let mut format = None;
     let mut elements: Vec<Element> = Vec::new();
-    let mut pos = 0;
-    let mut line_no = 0;
-    loop {
-        if pos >= bytes.len() {
-            return Err(if line_no == 0 {
-                "the file is empty".into()
-            } else {
-                "the header has no end_header line".into()
-            });
-        }
-        line_no += 1;
-        let end = bytes[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(bytes.len(), |e| pos + e);
-        let line = std::str::from_utf8(&bytes[pos..end])
-            .map_err(|_| format!("header line {line_no} is not valid UTF-8"))?;
-        pos = (end + 1).min(bytes.len());
+    let mut lines = HeaderLines::new(bytes);
+    while let Some(line) = lines.next() {
+        let (line_no, line) = line?;
         let words: Vec<&str> = line.split_whitespace().collect();
         if line_no == 1 {
             if words != ["ply"] {
@@ -355,13 +285,12 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
                 let prop = match rest {
                     ["list", count, item, name] => Property::List {
                         name: name.to_string(),
-                        count: Scalar::parse(count)
-                            .ok_or_else(|| bad("unknown list count type"))?,
-                        item: Scalar::parse(item).ok_or_else(|| bad("unknown list item type"))?,
+                        count: scalar_type(count).ok_or_else(|| bad("unknown list count type"))?,
+                        item: scalar_type(item).ok_or_else(|| bad("unknown list item type"))?,
                     },
                     [ty, name] => Property::Scalar {
                         name: name.to_string(),
-                        ty: Scalar::parse(ty).ok_or_else(|| bad("unknown property type"))?,
+                        ty: scalar_type(ty).ok_or_else(|| bad("unknown property type"))?,
                     },
                     _ => return Err(bad("malformed property")),
                 };
@@ -378,11 +307,16 @@ fn parse_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
                     elements,
                     lines: line_no,
                 };
-                return Ok((header, &bytes[pos..]));
+                return Ok((header, lines.rest()));
             }
             _ => return Err(bad("unrecognised header line")),
         }
     }
+    Err(if lines.line_no() == 0 {
+        "the file is empty".into()
+    } else {
+        "the header has no end_header line".into()
+    })
 }
 
 /// What to pick out of the elements we read: indices into the header.
@@ -396,14 +330,14 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(header: &Header) -> std::result::Result<Plan, String> {
+    fn new(header: &Header) -> ParseResult<Plan> {
         let vertex = header
             .elements
             .iter()
             .position(|e| e.name == "vertex")
             .ok_or("the header has no vertex element")?;
         let props = &header.elements[vertex].properties;
-        let scalar = |name: &str| -> std::result::Result<Option<usize>, String> {
+        let scalar = |name: &str| -> ParseResult<Option<usize>> {
             match props.iter().position(|p| p.name() == name) {
                 None => Ok(None),
                 Some(i) => match props[i] {
@@ -497,7 +431,7 @@ impl Sink {
         }
     }
 
-    fn finish(self) -> std::result::Result<PlyData, String> {
+    fn finish(self) -> ParseResult<PlyData> {
         let nv = self.points.len();
         if let Some(faces) = &self.faces {
             if let Some(f) = faces.iter().find(|f| f.iter().any(|&v| v as usize >= nv)) {
@@ -517,7 +451,7 @@ impl Sink {
 }
 
 /// A list length or index, which must be a non-negative integer.
-fn as_index(v: f64, what: &str, at: impl Fn() -> String) -> std::result::Result<u32, String> {
+fn as_index(v: f64, what: &str, at: impl Fn() -> String) -> ParseResult<u32> {
     if v >= 0.0 && v <= u32::MAX as f64 && v.fract() == 0.0 {
         Ok(v as u32)
     } else {
@@ -534,13 +468,8 @@ fn read_ascii(
     body: &[u8],
     header_lines: usize,
     sink: &mut Sink,
-) -> std::result::Result<(), String> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        format!(
-            "the ascii body is not valid UTF-8 (at byte {} of the body)",
-            e.valid_up_to()
-        )
-    })?;
+) -> ParseResult<()> {
+    let text = ascii_text(body, "body")?;
     let mut lines = text
         .lines()
         .enumerate()
@@ -560,7 +489,7 @@ fn read_ascii(
             })?;
             let at = || format!("line {line_no} (element '{}' {instance})", element.name);
             let mut tokens = line.split_whitespace();
-            let mut next = |what: &str| -> std::result::Result<f64, String> {
+            let mut next = |what: &str| -> ParseResult<f64> {
                 let tok = tokens
                     .next()
                     .ok_or_else(|| format!("{}: too few values, missing {what}", at()))?;
@@ -610,12 +539,7 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn bytes(
-        &mut self,
-        n: usize,
-        element: &Element,
-        instance: usize,
-    ) -> std::result::Result<&[u8], String> {
+    fn bytes(&mut self, n: usize, element: &Element, instance: usize) -> ParseResult<&[u8]> {
         if self.body.len() - self.pos < n {
             return Err(format!(
                 "the file is truncated in element '{}' {instance} of {} (the body has {} bytes)",
@@ -629,12 +553,7 @@ impl Cursor<'_> {
         Ok(b)
     }
 
-    fn value(
-        &mut self,
-        ty: Scalar,
-        element: &Element,
-        instance: usize,
-    ) -> std::result::Result<f64, String> {
+    fn value(&mut self, ty: Scalar, element: &Element, instance: usize) -> ParseResult<f64> {
         let big_endian = self.big_endian;
         Ok(ty.decode(self.bytes(ty.size(), element, instance)?, big_endian))
     }
@@ -646,7 +565,7 @@ fn read_binary(
     body: &[u8],
     big_endian: bool,
     sink: &mut Sink,
-) -> std::result::Result<(), String> {
+) -> ParseResult<()> {
     let mut cur = Cursor {
         body,
         pos: 0,
@@ -693,7 +612,23 @@ fn read_binary(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use rand::SeedableRng;
+
+    /// The parser's message in an error from `parse_ply`, checking it names the data.
+    fn message(err: Error) -> String {
+        match err {
+            Error::Parse { what, source } => {
+                assert_eq!(what, "PLY data");
+                source.to_string()
+            }
+            other => panic!("expected Error::Parse, got {other:?}"),
+        }
+    }
+
+    fn parse_err(bytes: &[u8]) -> String {
+        message(parse_ply(bytes).unwrap_err())
+    }
 
     fn tetra() -> (Cloud, Vec<[u32; 3]>) {
         let cloud = Cloud {
@@ -851,7 +786,7 @@ mod tests {
     #[test]
     fn truncated_binary_is_an_error() {
         let bytes = exotic_binary(false);
-        let err = parse_ply(&bytes[..bytes.len() - 3]).unwrap_err();
+        let err = parse_err(&bytes[..bytes.len() - 3]);
         assert!(err.contains("truncated in element 'edge' 1 of 2"), "{err}");
         // Every cut fails cleanly, never panics.
         let body = bytes
@@ -863,7 +798,7 @@ mod tests {
             let r = parse_ply(&bytes[..cut]);
             assert!(r.is_err(), "cut at {cut} parsed");
             if cut > body {
-                assert!(r.unwrap_err().contains("truncated"));
+                assert!(message(r.unwrap_err()).contains("truncated"));
             }
         }
     }
@@ -872,7 +807,7 @@ mod tests {
     fn truncated_ascii_is_an_error() {
         let text = "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n\
                     property float y\nproperty float z\nend_header\n0 0 0\n";
-        let err = parse_ply(text.as_bytes()).unwrap_err();
+        let err = parse_err(text.as_bytes());
         assert!(err.contains("ends before element 'vertex' 1 of 2"), "{err}");
     }
 
@@ -882,6 +817,7 @@ mod tests {
                   property float z\nelement face 1\nproperty list uchar int vertex_indices\n\
                   end_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n";
         assert!(parse_ply(ok.as_bytes()).is_ok());
+        // A table of (broken file, expected message) rows: alike in shape, each its own case.
         let cases = [
             (ok.replace("3 0 1 2", "3 0 1 3"), "beyond the 3 vertices"),
             (ok.replace("3 0 1 2", "3 0 -1 2"), "vertex index -1"),
@@ -921,13 +857,28 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let err = parse_ply(text.as_bytes()).unwrap_err();
+            let err = parse_err(text.as_bytes());
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
-        assert!(parse_ply(b"").unwrap_err().contains("empty"));
-        assert!(parse_ply(b"ply\nformat ascii 1.0\n")
-            .unwrap_err()
-            .contains("no end_header"));
+        assert!(parse_err(b"").contains("empty"));
+        assert!(parse_err(b"ply\nformat ascii 1.0\n").contains("no end_header"));
+    }
+
+    #[test]
+    fn public_parse_error_keeps_the_message() {
+        let text = "ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\n\
+                    property float y\nproperty float z\nend_header\n0 0 0\n1 0 x\n";
+        let err = parse_ply(text.as_bytes()).unwrap_err();
+        let want = "line 9 (element 'vertex' 1): cannot parse 'x' as a number";
+        assert_eq!(err.to_string(), format!("PLY data: {want}"));
+        let source = std::error::Error::source(&err).expect("the parser's message is kept");
+        assert_eq!(source.to_string(), want);
+        // Read from a file, the same message names the file instead.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.ply");
+        std::fs::write(&path, text).unwrap();
+        let err = read_ply(&path).unwrap_err();
+        assert_eq!(err.to_string(), format!("{}: {want}", path.display()));
     }
 
     #[test]

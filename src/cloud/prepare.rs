@@ -2,9 +2,9 @@
 //! normalise the cloud as in training, sample a fixed number of points, and remember how
 //! to map results back to the input points and frame.
 
+use super::kdtree::{build_kdtree, nearest};
 use super::{farthest_point_sample, random_sample, Cloud, Normalization, NormalizationMode};
 use crate::error::Result;
-use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use serde::{Deserialize, Serialize};
 
 /// How the fixed-size sample is drawn.
@@ -101,13 +101,13 @@ impl Prepared {
         {
             return (0..cloud.len()).collect();
         }
-        let tree: ImmutableKdTree<f32, 3> = ImmutableKdTree::new_from_slice(&self.points);
+        let tree = build_kdtree(&self.points);
         cloud
             .points
             .iter()
             .map(|&p| {
                 let q = self.transform.apply_point(p);
-                tree.nearest_one::<SquaredEuclidean>(&q).item as usize
+                nearest(&tree, &q).item as usize
             })
             .collect()
     }

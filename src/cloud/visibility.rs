@@ -29,11 +29,9 @@
 //!
 //! Points at or behind the camera plane are never visible.
 
-use kiddo::immutable::float::kdtree::ImmutableKdTree;
-use kiddo::SquaredEuclidean;
-use nalgebra::{Matrix3, Vector3};
+use super::kdtree::{build_kdtree, k_nearest};
+use super::normals::pca_normal;
 use rayon::prelude::*;
-use std::num::NonZero;
 
 /// Smallest splat radius in pixels (the farthest splat's): sets the image resolution.
 const PIXELS_PER_SPLAT: f32 = 2.0;
@@ -209,31 +207,17 @@ pub fn local_frames(points: &[[f32; 3]]) -> (Vec<[f32; 3]>, f32) {
     }
     let k = NORMAL_NEIGHBOURS.min(points.len() - 1);
     let rank = SPLAT_NEIGHBOUR.min(k);
-    let tree: ImmutableKdTree<f32, u32, 3, 32> = ImmutableKdTree::new_from_slice(points);
-    let qty = NonZero::new(k + 1).expect("k + 1 > 0");
+    let tree = build_kdtree(points);
     let frames: Vec<([f32; 3], f32)> = points
         .par_iter()
         .with_min_len(256)
         .map(|p| {
-            let found = tree.nearest_n::<SquaredEuclidean>(p, qty);
+            // One query serves both the normal and the splat radius.
+            let found = k_nearest(&tree, p, k + 1);
             let d = found.get(rank).map_or(0.0, |nb| nb.distance.sqrt());
-            let nbs: Vec<Vector3<f32>> = found
-                .iter()
-                .map(|nb| Vector3::from(points[nb.item as usize]))
-                .collect();
-            let mean = nbs.iter().sum::<Vector3<f32>>() / nbs.len() as f32;
-            let cov: Matrix3<f32> = nbs
-                .iter()
-                .map(|q| (q - mean) * (q - mean).transpose())
-                .sum();
-            let eig = cov.symmetric_eigen();
-            let imin = eig.eigenvalues.imin();
-            let nrm = eig.eigenvectors.column(imin).normalize();
-            let nrm = if nrm.iter().all(|c| c.is_finite()) {
-                [nrm.x, nrm.y, nrm.z]
-            } else {
-                [0.0, 0.0, 1.0]
-            };
+            // f32 and no orientation: a splat's disk only needs its plane (the depth test
+            // is the same for either sign of the normal).
+            let nrm = pca_normal::<f32>(found.iter().map(|nb| points[nb.item as usize]), None);
             (nrm, d)
         })
         .collect();
@@ -268,22 +252,9 @@ fn normalize(a: [f32; 3]) -> [f32; 3] {
 mod tests {
     use super::*;
 
-    /// Evenly spread points on the unit sphere (Fibonacci lattice).
-    fn sphere(n: usize) -> Vec<[f32; 3]> {
-        let golden = std::f32::consts::PI * (3.0 - 5f32.sqrt());
-        (0..n)
-            .map(|i| {
-                let z = 1.0 - 2.0 * (i as f32 + 0.5) / n as f32;
-                let r = (1.0 - z * z).sqrt();
-                let t = golden * i as f32;
-                [r * t.cos(), r * t.sin(), z]
-            })
-            .collect()
-    }
-
     #[test]
     fn visibility_sphere_from_plus_z_keeps_front_hemisphere() {
-        let pts = sphere(8000);
+        let pts = crate::cloud::normals::fibonacci_sphere(8000, 1.0);
         let vis = visible_points(&pts, [0.0, 0.0, 5.0], &VisibilityParams::default());
         let frac = vis.len() as f32 / pts.len() as f32;
         // From distance 5 the visible cap ends at z = 1/5: 40% of the sphere.

@@ -182,7 +182,7 @@ impl FromStr for ModelKey {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Split {
     Train,
     Val,
@@ -245,6 +245,10 @@ pub struct Category {
     pub name: String,
     pub class_id: String,
     pub models: Vec<ModelAnnotation>,
+    /// Human-readable names of the correspondence sets ("handle top"), from the optional
+    /// `keypoint_names/<category>.json` (`{"<semantic id>": "<name>"}`); real KeypointNet
+    /// has none, our generator writes them. Templates and model files carry them on.
+    pub keypoint_names: BTreeMap<u32, String>,
 }
 
 impl Category {
@@ -302,10 +306,12 @@ impl Dataset {
                 .to_string_lossy()
                 .to_string();
             let class_id = category_class_id(&file, &models)?;
+            let keypoint_names = read_keypoint_names(&root, &name)?;
             categories.push(Category {
                 name,
                 class_id,
                 models,
+                keypoint_names,
             });
         }
         let mut splits = Splits::default();
@@ -411,6 +417,32 @@ fn category_class_id(file: &Path, models: &[ModelAnnotation]) -> Result<String> 
         ));
     }
     Ok(first.class_id.clone())
+}
+
+/// Where a category's keypoint names live in a dataset folder.
+pub fn keypoint_names_path(root: &Path, category: &str) -> PathBuf {
+    root.join("keypoint_names").join(format!("{category}.json"))
+}
+
+/// The category's keypoint names; none when the dataset has no names file for it.
+fn read_keypoint_names(root: &Path, category: &str) -> Result<BTreeMap<u32, String>> {
+    let path = keypoint_names_path(root, category);
+    if !path.is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let bytes = read_file(&path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::parse(path.display().to_string(), e))
+}
+
+/// Writes a category's keypoint names (see [`Category::keypoint_names`]).
+pub fn write_keypoint_names(
+    root: &Path,
+    category: &str,
+    names: &BTreeMap<u32, String>,
+) -> Result<()> {
+    let text = serde_json::to_string_pretty(names)
+        .map_err(|e| Error::parse(format!("keypoint names of {category}"), e))?;
+    write_file_atomic(keypoint_names_path(root, category), text.as_bytes())
 }
 
 /// Reads `annotations/<category>.json` and checks each model's annotation on its own

@@ -48,7 +48,7 @@ pub mod vessels;
 
 use self::mesh::{Mesh, V3};
 use super::{
-    write_annotations, write_model_cloud, write_splits, Keypoint, ModelAnnotation, ModelKey,
+    write_annotations, write_keypoint_names, write_model_cloud, write_splits, Keypoint, ModelAnnotation, ModelKey,
     ReflectionSymmetry, Splits, Symmetries,
 };
 use crate::cloud::visibility::{visible_points, VisibilityParams};
@@ -59,6 +59,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -337,6 +338,14 @@ pub fn category_names() -> &'static [&'static str] {
 }
 
 /// A category's semantic points (index = semantic id), or None for an unknown name.
+/// The category's semantic ids with their names (an id is its index in the table).
+fn keypoint_names(spec: &Spec) -> BTreeMap<u32, String> {
+    (0u32..)
+        .zip(spec.points)
+        .map(|(id, p)| (id, p.name.to_string()))
+        .collect()
+}
+
 pub fn semantic_points(category: &str) -> Option<&'static [SemanticPoint]> {
     SPECS.iter().find(|s| s.name == category).map(|s| s.points)
 }
@@ -619,6 +628,7 @@ pub fn generate_dataset(out: &Path, opts: &SynthOptions) -> Result<SynthSummary>
             out.join("annotations").join(format!("{}.json", spec.name)),
             &annotations,
         )?;
+        write_keypoint_names(out, spec.name, &keypoint_names(spec))?;
         let [train, val, test] = split_models(opts.seed, spec, &models);
         let mut ids: Vec<u32> = annotations
             .iter()
@@ -675,6 +685,7 @@ fn prepare_output(out: &Path) -> Result<()> {
     };
     for spec in SPECS {
         remove_file(&out.join("annotations").join(format!("{}.json", spec.name)))?;
+        remove_file(&super::keypoint_names_path(out, spec.name))?;
         let dir = out.join("pcds").join(spec.class_id);
         if dir.is_dir() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -251,8 +251,8 @@ pub(super) fn read(path: &Path) -> Result<DeployedModel> {
     }
     let templates: TemplateSet = parse("semcorr.templates", &meta["semcorr.templates"], bad)?;
     templates
-        .validate(backbone.embed_dim())
-        .map_err(|m| bad(format!("bad metadata: 'semcorr.templates': {m}")))?;
+        .validate(backbone.embed_dim(), "bad metadata: 'semcorr.templates'")
+        .map_err(|e| bad(e.to_string()))?;
     let BackboneConfig::PointNet(pn) = &backbone else {
         return Err(bad(
             "bad metadata: 'semcorr.backbone' is not a PointNet (the only deployable backbone)"

@@ -8,23 +8,18 @@
 //!
 //! Loading checks every part and names the file and what is wrong. Inference dequantizes
 //! to f32 at load and runs [`FusedPointNet`]'s CPU kernels by default ([`Runtime`] says
-//! why); [`Matcher`] turns embeddings into keypoints.
+//! why); [`crate::matching`] turns embeddings into keypoints.
 
-pub mod bench;
 pub mod bundle;
-pub mod matcher;
 mod qnet;
-pub mod render;
-pub mod templates;
 
 pub use bundle::{FORMAT_VERSION, PRECISIONS};
-pub use matcher::{KeypointMatch, MatchParams, Matcher};
-pub use templates::{PairStat, Template, TemplateSet};
 
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
-use crate::dataset::{synth, AnnotatedModel, Dataset, Split};
+use crate::dataset::{AnnotatedModel, Category, Dataset, Split};
+use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Error, Result};
-use crate::eval::{Embedder, Embeddings};
+use crate::matching::{KeypointMatch, Matcher, TemplateSet};
 use crate::model::{Backbone, BackboneConfig, FusedPointNet, NetworkEmbedder, PointNet};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -34,12 +29,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Storage precision of the weight matrices (biases are always f32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     F32,
     F16,
+    #[value(name = "q8_0")]
     Q8_0,
+    #[value(name = "q4_0")]
     Q4_0,
 }
 
@@ -166,30 +163,27 @@ impl DeployedModel {
                 )))
             }
         };
-        let candle = |e: candle_core::Error| Error::invalid(format!("{what}: {e}"));
+        let candle = || Error::candle(format!("{what}: folding and quantizing"));
         let vb =
             candle_nn::VarBuilder::from_tensors(ckpt.model_weights(), DType::F32, &Device::Cpu);
         let fused = PointNet::new(pn_cfg.clone(), vb)
             .and_then(|n| n.fused())
-            .map_err(candle)?;
+            .map_err(candle())?;
         let folded: HashMap<String, Tensor> = fused.folded_tensors().into_iter().collect();
         let mut weights = Vec::new();
         for (layer, inner, _out, bias) in FusedPointNet::folded_layout(&pn_cfg) {
             let wt = &folded[&format!("{layer}.wt")];
-            let w = wt.t().and_then(|w| w.contiguous()).map_err(candle)?;
-            let q = QTensor::quantize(&w, precision.weight_dtype(inner)).map_err(candle)?;
+            let w = wt.t().and_then(|w| w.contiguous()).map_err(candle())?;
+            let q = QTensor::quantize(&w, precision.weight_dtype(inner)).map_err(candle())?;
             weights.push((tensor_name(&layer, "weight"), Arc::new(q)));
             if bias {
                 let b = &folded[&format!("{layer}.b")];
-                let q = QTensor::quantize(b, GgmlDType::F32).map_err(candle)?;
+                let q = QTensor::quantize(b, GgmlDType::F32).map_err(candle())?;
                 weights.push((tensor_name(&layer, "bias"), Arc::new(q)));
             }
         }
-        // The exact preprocessing training used (NetworkEmbedder of the trainer).
-        let prepare = PrepareConfig {
-            num_points: cfg.num_points,
-            ..PrepareConfig::default()
-        };
+        // The exact preprocessing training used: it travels in the checkpoint's config.
+        let prepare = cfg.prepare;
         let data_dir = data.unwrap_or(&cfg.data).to_path_buf();
         let dataset = Dataset::open(&data_dir)?;
         let category = dataset.category(&cfg.category)?;
@@ -211,9 +205,8 @@ impl DeployedModel {
         // Templates come from the network as deployed (quantized), so their spread
         // matches what the matcher will see.
         model.net = model.build_net(Runtime::Dequantized, &Device::Cpu, &what)?;
-        let models = dataset.load_split(category, split)?;
         let source = format!("{} {} split", data_dir.display(), split.name());
-        model.templates = model.build_templates(&models, &source)?;
+        model.templates = model.build_templates(&dataset, category, split, &source)?;
         Ok(model)
     }
 
@@ -262,7 +255,7 @@ impl DeployedModel {
                 "{what}: only PointNet models can be deployed"
             )));
         };
-        let candle = |e: candle_core::Error| Error::invalid(format!("{what}: {e}"));
+        let candle = || Error::candle(format!("{what}: building the network"));
         let stored: HashMap<&str, &Arc<QTensor>> =
             self.weights.iter().map(|(n, q)| (n.as_str(), q)).collect();
         match runtime {
@@ -273,20 +266,20 @@ impl DeployedModel {
                     let wt = w
                         .dequantize(&Device::Cpu)
                         .and_then(|w| w.t()?.contiguous())
-                        .map_err(candle)?;
+                        .map_err(candle())?;
                     folded.insert(format!("{layer}.wt"), wt);
                     if bias {
                         let b = stored_tensor(&stored, &tensor_name(&layer, "bias"), what)?;
-                        let b = b.dequantize(&Device::Cpu).map_err(candle)?;
+                        let b = b.dequantize(&Device::Cpu).map_err(candle())?;
                         folded.insert(format!("{layer}.b"), b);
                     }
                 }
                 Ok(Box::new(
-                    FusedPointNet::from_folded(cfg.clone(), &folded).map_err(candle)?,
+                    FusedPointNet::from_folded(cfg.clone(), &folded).map_err(candle())?,
                 ))
             }
             Runtime::Quantized => Ok(Box::new(
-                qnet::QuantPointNet::new(cfg.clone(), &stored, device).map_err(candle)?,
+                qnet::QuantPointNet::new(cfg.clone(), &stored, device).map_err(candle())?,
             )),
         }
     }
@@ -319,11 +312,33 @@ impl DeployedModel {
         }
     }
 
-    /// Templates from annotated models (the training split at export, a user's own few
-    /// clouds for few-shot use); names come from the synthetic generator's tables when the
-    /// category is one of its own.
-    pub fn build_templates(&self, models: &[AnnotatedModel], source: &str) -> Result<TemplateSet> {
-        let names = synth::semantic_points(&self.category.name);
+    /// Embeds `cloud` (already in the model's frame) and matches every template.
+    pub fn find_keypoints(&self, cloud: &Cloud, matcher: &Matcher) -> Result<Vec<KeypointMatch>> {
+        let (prepared, emb) = self.embed(cloud)?;
+        Ok(matcher.match_prepared(&self.templates, cloud, &prepared, &emb))
+    }
+
+    /// Templates from the annotated models of `split` of a dataset category (the
+    /// training split at export, a user's own few clouds for few-shot use), named with the
+    /// category's keypoint names.
+    pub fn build_templates(
+        &self,
+        dataset: &Dataset,
+        category: &Category,
+        split: Split,
+        source: &str,
+    ) -> Result<TemplateSet> {
+        let models = dataset.load_split(category, split)?;
+        self.templates_from(&models, &category.keypoint_names, source)
+    }
+
+    /// Templates from annotated models with the given keypoint names.
+    pub fn templates_from(
+        &self,
+        models: &[AnnotatedModel],
+        names: &std::collections::BTreeMap<u32, String>,
+        source: &str,
+    ) -> Result<TemplateSet> {
         TemplateSet::build(models, |c| self.embed(c), names, source)
     }
 
@@ -342,9 +357,8 @@ impl DeployedModel {
                     _ => Err(e),
                 })?,
         };
-        let models = dataset.load_split(cat, split)?;
         let source = format!("{} {} split", data.display(), split.name());
-        self.templates = self.build_templates(&models, &source)?;
+        self.templates = self.build_templates(&dataset, cat, split, &source)?;
         Ok(())
     }
 }

@@ -1,26 +1,35 @@
 //! Baseline embedders: the floor (random), the trivial geometric one (normalised xyz) and a
 //! local descriptor (FPFH, standing in for the paper's SHOT row).
 
-use super::{Embedder, Embeddings, FpfhEmbedder};
+use super::FpfhEmbedder;
+use crate::embedding::{Embedder, Embeddings};
 use crate::cloud::{Cloud, Normalization, NormalizationMode};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-/// Names accepted by [`baseline`].
-pub const BASELINES: [&str; 3] = ["random", "xyz", "fpfh"];
+/// The baselines every network is compared with (`semcorr eval --embedder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Baseline {
+    /// I.i.d. Gaussian embeddings: the floor.
+    Random,
+    /// Normalised coordinates.
+    Xyz,
+    /// Fast point feature histograms (a local descriptor).
+    Fpfh,
+}
 
-/// The baseline called `name` ("random", "xyz" or "fpfh"); `seed` only affects "random".
-pub fn baseline(name: &str, seed: u64) -> Result<Box<dyn Embedder>> {
-    match name {
-        "random" => Ok(Box::new(RandomEmbedder::new(seed))),
-        "xyz" => Ok(Box::new(XyzEmbedder)),
-        "fpfh" => Ok(Box::new(FpfhEmbedder::default())),
-        other => Err(Error::invalid(format!(
-            "unknown baseline '{other}' (expected one of: {})",
-            BASELINES.join(", ")
-        ))),
+impl Baseline {
+    pub const ALL: [Baseline; 3] = [Baseline::Random, Baseline::Xyz, Baseline::Fpfh];
+
+    /// The embedder; `seed` only affects `Random`.
+    pub fn embedder(self, seed: u64) -> Box<dyn Embedder> {
+        match self {
+            Baseline::Random => Box::new(RandomEmbedder::new(seed)),
+            Baseline::Xyz => Box::new(XyzEmbedder),
+            Baseline::Fpfh => Box::new(FpfhEmbedder::default()),
+        }
     }
 }
 
@@ -144,17 +153,12 @@ mod tests {
     }
 
     #[test]
-    fn baseline_by_name() {
-        for name in BASELINES {
-            let e = baseline(name, 1).unwrap();
+    fn every_baseline_embeds() {
+        for b in Baseline::ALL {
+            let e = b.embedder(1);
             let out = e.embed(&line(40, 1.0)).unwrap();
-            out.validate(40, name).unwrap();
+            out.validate(40, &e.name()).unwrap();
         }
-        let msg = baseline("shot", 1).err().unwrap().to_string();
-        assert!(
-            msg.contains("shot") && msg.contains("random, xyz, fpfh"),
-            "{msg}"
-        );
     }
 }
 

@@ -1,11 +1,11 @@
 //! Fast Point Feature Histograms (Rusu, Blodow, Beetz, ICRA 2009): a hand-crafted local
 //! descriptor, the baseline standing in for the paper's SHOT row.
 //!
-//! 1. Normals: PCA over the `normal_k` nearest neighbours (eigenvector of the smallest
-//!    eigenvalue), oriented away from the cloud's centroid. That orientation needs no
-//!    viewpoint and is consistent on the convex-ish shapes of the benchmark; it is arbitrary
-//!    only where the normal is perpendicular to the direction from the centroid (a flat
-//!    region through the centroid).
+//! 1. Normals (shared with hidden-point removal, in `crate::cloud::normals`): PCA over the
+//!    `normal_k` nearest neighbours (eigenvector of the smallest eigenvalue), oriented away
+//!    from the cloud's centroid. That orientation needs no viewpoint and is consistent on
+//!    the convex-ish shapes of the benchmark; it is arbitrary only where the normal is
+//!    perpendicular to the direction from the centroid (a flat region through the centroid).
 //! 2. SPFH of a point p: for each neighbour q within `radius`, the Darboux-frame angles
 //!    (theta, alpha, phi) of the pair, each binned into 11 bins; every 11-bin histogram
 //!    sums to 100 (PCL's convention).
@@ -17,20 +17,21 @@
 //! The cloud is normalised first (bounding-box diagonal 1 by default) so `radius` is a
 //! fraction of the object's size.
 
-use super::{Embedder, Embeddings};
+use crate::cloud::kdtree::{build_kdtree, within_unsorted, KdTree3};
+use crate::cloud::normals::normals_with_tree;
 use crate::cloud::{Cloud, Normalization, NormalizationMode};
+use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Error, Result};
-use kiddo::immutable::float::kdtree::ImmutableKdTree;
-use kiddo::SquaredEuclidean;
-use nalgebra::{Matrix3, SymmetricEigen, Vector3};
+use nalgebra::Vector3;
 use rayon::prelude::*;
-use std::num::NonZeroUsize;
+
+/// Re-exported from its home in `cloud` (visibility estimates normals the same way), so
+/// `crate::eval::estimate_normals` keeps working.
+pub use crate::cloud::normals::estimate_normals;
 
 /// Descriptor length: three 11-bin histograms.
 pub const FPFH_DIM: usize = 33;
 const BINS: usize = 11;
-
-type Tree = ImmutableKdTree<f32, u32, 3, 32>;
 
 /// The FPFH baseline. See the module documentation for the method.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,19 +86,10 @@ impl Embedder for FpfhEmbedder {
         if points.is_empty() {
             return Embeddings::new(0, FPFH_DIM, Vec::new());
         }
-        let tree = Tree::new_from_slice(points);
+        let tree = build_kdtree(points);
         let normals = normals_with_tree(points, &tree, self.normal_k);
         Ok(fpfh_with_tree(points, &normals, &tree, self.radius))
     }
-}
-
-/// Unit normals by PCA over the `k` nearest neighbours (the point included), oriented away
-/// from the centroid.
-pub fn estimate_normals(points: &[[f32; 3]], k: usize) -> Vec<[f32; 3]> {
-    if points.is_empty() {
-        return Vec::new();
-    }
-    normals_with_tree(points, &Tree::new_from_slice(points), k)
 }
 
 /// FPFH descriptors (33-d per point) of `points` with unit `normals`, over `radius`.
@@ -110,39 +102,11 @@ pub fn fpfh_features(points: &[[f32; 3]], normals: &[[f32; 3]], radius: f32) -> 
             data: Vec::new(),
         };
     }
-    fpfh_with_tree(points, normals, &Tree::new_from_slice(points), radius)
+    fpfh_with_tree(points, normals, &build_kdtree(points), radius)
 }
 
 fn v3(p: &[f32; 3]) -> Vector3<f64> {
     Vector3::new(p[0] as f64, p[1] as f64, p[2] as f64)
-}
-
-fn normals_with_tree(points: &[[f32; 3]], tree: &Tree, k: usize) -> Vec<[f32; 3]> {
-    let k = NonZeroUsize::new(k.clamp(1, points.len())).expect("k >= 1");
-    let centroid = points.iter().map(v3).sum::<Vector3<f64>>() / points.len() as f64;
-    points
-        .par_iter()
-        .map(|p| {
-            let nn = tree.nearest_n::<SquaredEuclidean>(p, k);
-            let mean = nn
-                .iter()
-                .map(|n| v3(&points[n.item as usize]))
-                .sum::<Vector3<f64>>()
-                / nn.len() as f64;
-            let mut cov = Matrix3::<f64>::zeros();
-            for n in &nn {
-                let d = v3(&points[n.item as usize]) - mean;
-                cov += d * d.transpose();
-            }
-            let eig = SymmetricEigen::new(cov);
-            let smallest = eig.eigenvalues.imin();
-            let mut normal: Vector3<f64> = eig.eigenvectors.column(smallest).into();
-            if normal.dot(&(v3(p) - centroid)) < 0.0 {
-                normal = -normal;
-            }
-            [normal.x as f32, normal.y as f32, normal.z as f32]
-        })
-        .collect()
 }
 
 /// The Darboux-frame features (theta, alpha, phi) of a point pair as PCL computes them:
@@ -188,7 +152,7 @@ fn bin(value: f64, lo: f64, hi: f64) -> usize {
 fn fpfh_with_tree(
     points: &[[f32; 3]],
     normals: &[[f32; 3]],
-    tree: &Tree,
+    tree: &KdTree3,
     radius: f32,
 ) -> Embeddings {
     let r2 = radius * radius;
@@ -198,8 +162,7 @@ fn fpfh_with_tree(
         .par_iter()
         .enumerate()
         .map(|(i, p)| {
-            let mut nn: Vec<(usize, f64)> = tree
-                .within_unsorted::<SquaredEuclidean>(p, r2)
+            let mut nn: Vec<(usize, f64)> = within_unsorted(tree, p, r2)
                 .into_iter()
                 .map(|n| (n.item as usize, (n.distance as f64).sqrt()))
                 .filter(|&(j, _)| j != i)
@@ -263,20 +226,8 @@ fn fpfh_with_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::normals::fibonacci_sphere as sphere;
     use nalgebra::{Rotation3, Unit};
-
-    /// Evenly spread points on a sphere (Fibonacci lattice) of radius `r`.
-    fn sphere(n: usize, r: f32) -> Vec<[f32; 3]> {
-        let golden = std::f32::consts::PI * (3.0 - 5f32.sqrt());
-        (0..n)
-            .map(|i| {
-                let z = 1.0 - 2.0 * (i as f32 + 0.5) / n as f32;
-                let rho = (1.0 - z * z).sqrt();
-                let a = golden * i as f32;
-                [r * rho * a.cos(), r * rho * a.sin(), r * z]
-            })
-            .collect()
-    }
 
     /// An elongated, non-symmetric test shape: a box-ish blob with a bump, 2048 points.
     fn lumpy(n: usize) -> Vec<[f32; 3]> {
@@ -311,17 +262,6 @@ mod tests {
             })
             .sum::<f32>()
             / a.num_points as f32
-    }
-
-    #[test]
-    fn normals_of_a_sphere_point_outwards() {
-        let pts = sphere(1000, 2.0);
-        let normals = estimate_normals(&pts, 12);
-        for (p, n) in pts.iter().zip(&normals) {
-            let r = v3(p).normalize();
-            let dot = r.dot(&v3(n));
-            assert!(dot > 0.99, "{p:?} {n:?}");
-        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! error is the mean over its pairs, sets with fewer than two models are skipped, and the
 //! category's mGE is the unweighted mean over sets (so small sets weigh as much as big ones).
 
-use super::{CategoryReport, Embedder, Embeddings, EvalReport};
+use super::{CategoryReport, EvalReport};
+use crate::embedding::{nearest_row, Embedder, Embeddings};
 use crate::cloud::Cloud;
 use crate::dataset::{AnnotatedModel, Category, Dataset, Split};
 use crate::error::{Error, Result};
@@ -270,42 +271,6 @@ fn pair_error(src: &Prepared, dst: &Prepared, sid: u32) -> Result<f64> {
     Ok(d as f64)
 }
 
-/// Index of the row of `emb` nearest to `q` (squared Euclidean; the first on ties).
-pub(crate) fn nearest_row(emb: &Embeddings, q: &[f32]) -> usize {
-    debug_assert_eq!(q.len(), emb.dim);
-    let mut best = 0;
-    let mut best_d = f32::INFINITY;
-    for (i, row) in emb.data.chunks_exact(emb.dim).enumerate() {
-        let d = squared_distance(row, q);
-        if d < best_d {
-            best_d = d;
-            best = i;
-        }
-    }
-    best
-}
-
-/// Squared Euclidean distance with eight independent accumulators, which lets the compiler
-/// vectorise the loop (a single running sum is a serial dependency chain it may not reorder).
-#[inline]
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for k in 0..8 {
-            let d = x[k] - y[k];
-            acc[k] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -558,14 +523,6 @@ pub(crate) mod tests {
             msg.contains("01234567-A") && msg.contains("point_index 11"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn nearest_row_takes_the_first_on_ties() {
-        let e = Embeddings::new(4, 9, (0..36).map(|k| (k / 18) as f32).collect()).unwrap();
-        assert_eq!(nearest_row(&e, &[0.0; 9]), 0);
-        assert_eq!(nearest_row(&e, &[1.0; 9]), 2);
-        assert_eq!(squared_distance(&[1.0; 9], &[0.0; 9]), 9.0);
     }
 
     #[test]

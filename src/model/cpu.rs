@@ -1,7 +1,8 @@
 //! Plain-slice CPU kernels for the inference fast path: row-major single-threaded gemm
 //! (the same `gemm` crate candle uses, called directly so that there is no tensor
 //! allocation, no op dispatch and no thread hand-off per layer) and the elementwise
-//! epilogues that follow it.
+//! epilogues that follow it. [`gemm_raw`], the strided form, also serves the fused
+//! training kernels (`ops/`) and DGCNN's k-NN.
 
 use gemm::Parallelism;
 
@@ -50,25 +51,13 @@ pub(crate) fn matmul_par(
     // SAFETY: the three buffers are distinct borrows whose lengths were checked above
     // against the row-major extents handed to gemm (unit column stride, row stride = width).
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_strided(
+            (m, n, k),
             y.as_mut_ptr(),
-            1,
-            n as isize,
+            n,
             false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
+            (x.as_ptr(), 1, k),
+            (w.as_ptr(), 1, n),
             par,
         )
     }
@@ -142,14 +131,30 @@ impl Scratch {
 /// # Safety
 /// Every pointer must be valid for the extents implied by the sizes and strides, and
 /// `dst` must not overlap the inputs.
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_raw(
+    dims: (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+) {
+    gemm_strided(dims, dst, dst_rs, accumulate, lhs, rhs, Parallelism::None)
+}
+
+/// [`gemm_raw`] with a choice of gemm's threading: the one call into `gemm` that both the
+/// plain-slice matmuls and the strided kernels go through.
+///
+/// # Safety
+/// As for [`gemm_raw`].
+unsafe fn gemm_strided(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_rs: usize,
     accumulate: bool,
     (lhs, lhs_cs, lhs_rs): (*const f32, usize, usize),
     (rhs, rhs_cs, rhs_rs): (*const f32, usize, usize),
+    par: Parallelism,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -173,6 +178,6 @@ pub(crate) unsafe fn gemm_raw(
         false,
         false,
         false,
-        Parallelism::None,
+        par,
     )
 }

@@ -18,7 +18,7 @@
 //! `W = [W1 | W2]`, `W [x_i; x_j - x_i] = (W1 - W2) x_i + W2 x_j`, so two per-point
 //! products (`[B*N, C] x [C, O]`) give every edge's pre-activation as `a_i + b_j`. On the
 //! CPU the batch norm, activation and max over neighbours then run as one fused op
-//! (`ops.rs`) that never forms the `[B*N*k, O]` edge tensor, in training and inference;
+//! (`ops/edge_conv.rs`) that never forms the `[B*N*k, O]` edge tensor, in training and inference;
 //! elsewhere the edge tensor is gathered and candle ops do the rest. As in PointNet, the
 //! first head layer adds its global half once per cloud.
 
@@ -29,8 +29,9 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Activation, PointLinear};
-use super::ops::{add_per_cloud, edge_affine_act_max, fast_path, max_over_points, EdgeGraph};
+use super::activation::Activation;
+use super::layers::PointLinear;
+use super::ops::{edge_affine_act_max, fast_path, max_over_points, EdgeGraph};
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
 
 const LEAKY_SLOPE: f64 = 0.2;
@@ -145,17 +146,12 @@ impl Dgcnn {
             Activation::LeakyRelu(LEAKY_SLOPE),
             vb.pp("global"),
         )?;
-        let mut head = Vec::with_capacity(cfg.head.len());
-        let mut c = cat + cfg.global_dim;
-        for (i, &o) in cfg.head.iter().enumerate() {
-            head.push(PointLinear::bn(
-                c,
-                o,
-                Activation::LeakyRelu(LEAKY_SLOPE),
-                vb.pp("head").pp(i),
-            )?);
-            c = o;
-        }
+        let (head, c) = PointLinear::bn_mlp(
+            cat + cfg.global_dim,
+            &cfg.head,
+            Activation::LeakyRelu(LEAKY_SLOPE),
+            vb.pp("head"),
+        )?;
         let out = PointLinear::plain(c, cfg.embed_dim, vb.pp("out"))?;
         Ok(Self {
             k: cfg.k,
@@ -188,19 +184,10 @@ impl Backbone for Dgcnn {
         }
         let cat = Tensor::cat(&feats, 1)?; // [B*N, sum(edge)]
         let global = self.global.forward_max_t(&cat, n, train)?; // [B, G]
-        let cg = global.dim(1)?;
 
-        // First head layer on [cat, global], the global half once per cloud.
-        let h0 = &self.head[0];
-        let cc = cat.dim(1)?;
-        let w = h0.weight();
-        let y_local = cat.matmul(&w.narrow(1, 0, cc)?.t()?)?;
-        let y_global = global.matmul(&w.narrow(1, cc, cg)?.t()?)?;
-        let y = add_per_cloud(&y_local, &y_global)?;
-        let mut h = h0.post(&y, train)?;
-        for l in &self.head[1..] {
-            h = l.forward_t(&h, train)?;
-        }
+        // Head MLP on [cat, global], the global half of its first layer once per cloud.
+        let h = self.head[0].forward_split_t(&cat, &global, train)?;
+        let h = PointLinear::chain_t(&self.head[1..], &h, train)?;
         self.out.forward_t(&h, train)?.reshape((b, n, ()))
     }
 
@@ -344,7 +331,8 @@ fn to_global_rows(idx: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::bench::stand_in_loss;
+    use crate::model::ops::test_util::{max_abs, max_abs_diff};
+    use crate::tools::bench_model::stand_in_loss;
     use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 
     fn small() -> DgcnnConfig {
@@ -435,14 +423,7 @@ mod tests {
         let got = e.forward_t(&x, &nbr, None, k, false).unwrap();
         let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
         let fused = e.forward_t(&x, &nbr, Some(&graph), k, false).unwrap();
-        let d: f32 = (&got - fused)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(&got, &fused);
         assert!(d < 1e-5, "fused eval diff {d}");
         let xi = x
             .unsqueeze(1)
@@ -461,14 +442,7 @@ mod tests {
             .unwrap()
             .max(1)
             .unwrap();
-        let d: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(&got, &want);
         assert!(d < 1e-5, "diff {d}");
     }
 
@@ -516,15 +490,7 @@ mod tests {
         };
         let (f, g) = (run(true), run(false));
         for (i, (a, b)) in f.iter().zip(&g).enumerate() {
-            let scale: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-            let d: f32 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let (scale, d) = (max_abs(b), max_abs_diff(a, b));
             assert!(
                 d < 1e-4 * scale.max(1.0),
                 "output {i}: diff {d} (scale {scale})"
@@ -563,14 +529,7 @@ mod tests {
         let ep = net
             .forward_t(&x.index_select(&perm, 1).unwrap(), false)
             .unwrap();
-        let d: f32 = (e - ep)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(&e, &ep);
         assert!(d < 1e-4, "diff {d}");
 
         let mut opt = AdamW::new(

@@ -4,7 +4,7 @@
 use super::Backbone;
 use crate::cloud::{prepare, Cloud, PrepareConfig};
 use crate::error::{Error, Result};
-use crate::eval::{Embedder, Embeddings};
+use crate::embedding::{Embedder, Embeddings};
 use candle_core::{Device, Tensor};
 
 /// Per-point embeddings of a network, as evaluation and inference use them.
@@ -30,8 +30,7 @@ impl NetworkEmbedder<'_> {
             let out = self.backbone.forward_t(&input, false)?;
             out.flatten_all()?.to_vec1::<f32>()
         };
-        let data = run()
-            .map_err(|e| Error::invalid(format!("{what}: network forward pass failed: {e}")))?;
+        let data = run().map_err(Error::candle(format!("{what}: network forward pass")))?;
         let dim = data.len() / n.max(1);
         let emb = Embeddings::new(n, dim, data)?;
         Ok((prepared, emb))

@@ -1,9 +1,28 @@
 //! Channels-last building blocks shared by the backbones: a batch norm over the rows of a
 //! `[M, C]` matrix and a per-point linear layer ("1x1 convolution") with optional batch
-//! norm and activation.
+//! norm and activation. They own the parameters and running statistics; in train mode on
+//! the CPU the maths runs in the fused kernels of `ops/`, which see only slices.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Result, Tensor, Var, D};
 use candle_nn::{Init, VarBuilder};
+
+use super::activation::Activation;
+use super::ops::{
+    add_per_cloud, bn_act_train, edge_bn_act_max_train, linear_bn_act_max_train,
+    linear_bn_act_train, max_over_points, EdgeGraph,
+};
+
+/// Rows of a train-mode batch norm input: at least 2 (the running variance is the
+/// unbiased one, `m / (m - 1)` times the batch variance).
+fn train_rows(x: &Tensor) -> Result<usize> {
+    let m = x.dim(0)?;
+    if m < 2 {
+        candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
+    }
+    Ok(m)
+}
 
 /// Batch norm over the rows of a channels-last `[M, C]` matrix (M = batch x points).
 ///
@@ -67,19 +86,13 @@ impl BatchNorm {
         self.forward_act_t(x, Activation::None, train)
     }
 
-    /// `act(bn(x))`; in train mode one fused op (see `model/ops.rs`).
+    /// `act(bn(x))`; in train mode one fused op (see `model/ops/`).
     pub fn forward_act_t(&self, x: &Tensor, act: Activation, train: bool) -> Result<Tensor> {
         if !train {
             let (scale, shift) = self.eval_affine()?;
             return act.apply(&x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
         }
-        let m = x.dim(0)?;
-        if m < 2 {
-            candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
-        }
-        let (y, mean, var) = super::ops::bn_act_train(x, &self.weight, &self.bias, act, self.eps)?;
-        self.update_running(&mean, &var, m)?;
-        Ok(y)
+        self.fused_train(train_rows(x)?, |g, b, eps| bn_act_train(x, g, b, act, eps))
     }
 
     /// Train-mode `act(bn(x w^T))` as one fused op, updating the running statistics.
@@ -89,14 +102,9 @@ impl BatchNorm {
         w: &Tensor,
         act: Activation,
     ) -> Result<Tensor> {
-        let m = x.dim(0)?;
-        if m < 2 {
-            candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
-        }
-        let (y, mean, var) =
-            super::ops::linear_bn_act_train(x, w, &self.weight, &self.bias, act, self.eps)?;
-        self.update_running(&mean, &var, m)?;
-        Ok(y)
+        self.fused_train(train_rows(x)?, |g, b, eps| {
+            linear_bn_act_train(x, w, g, b, act, eps)
+        })
     }
 
     /// Train-mode `max over each cloud's n points of act(bn(x w^T))` as one fused op.
@@ -107,14 +115,9 @@ impl BatchNorm {
         act: Activation,
         n: usize,
     ) -> Result<Tensor> {
-        let m = x.dim(0)?;
-        if m < 2 {
-            candle_core::bail!("batch norm in train mode needs at least 2 rows, got {m}");
-        }
-        let (y, mean, var) =
-            super::ops::linear_bn_act_max_train(x, w, &self.weight, &self.bias, act, self.eps, n)?;
-        self.update_running(&mean, &var, m)?;
-        Ok(y)
+        self.fused_train(train_rows(x)?, |g, b, eps| {
+            linear_bn_act_max_train(x, w, g, b, act, eps, n)
+        })
     }
 
     /// Train-mode fused EdgeConv tail (`max over k of act(bn(a_i + bm_j))`), updating the
@@ -123,20 +126,26 @@ impl BatchNorm {
         &self,
         a: &Tensor,
         bm: &Tensor,
-        graph: std::sync::Arc<super::ops::EdgeGraph>,
+        graph: Arc<EdgeGraph>,
         act: Activation,
     ) -> Result<Tensor> {
+        // No row check, as before: the moments are over the M k edges, not the M rows.
         let edges = graph.nbr.len();
-        let (y, mean, var) = super::ops::edge_bn_act_max_train(
-            a,
-            bm,
-            graph,
-            &self.weight,
-            &self.bias,
-            act,
-            self.eps,
-        )?;
-        self.update_running(&mean, &var, edges)?;
+        self.fused_train(edges, |g, b, eps| {
+            edge_bn_act_max_train(a, bm, graph, g, b, act, eps)
+        })
+    }
+
+    /// Runs a fused train-mode op on this layer's `(gamma, beta, eps)`, which returns its
+    /// output and the batch mean and biased variance over `count` samples, and moves the
+    /// running statistics towards those.
+    fn fused_train(
+        &self,
+        count: usize,
+        op: impl FnOnce(&Tensor, &Tensor, f64) -> Result<(Tensor, Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let (y, mean, var) = op(&self.weight, &self.bias, self.eps)?;
+        self.update_running(&mean, &var, count)?;
         Ok(y)
     }
 
@@ -148,28 +157,6 @@ impl BatchNorm {
         let rv = ((self.running_var.as_detached_tensor() * (1.0 - mo))? + (unbiased * mo)?)?;
         self.running_mean.set(&rm)?;
         self.running_var.set(&rv)
-    }
-}
-
-/// Non-linearity after a layer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Activation {
-    None,
-    Relu,
-    /// DGCNN uses a leaky ReLU with slope 0.2.
-    LeakyRelu(f64),
-}
-
-impl Activation {
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Activation::None => Ok(x.clone()),
-            Activation::Relu => x.relu(),
-            Activation::LeakyRelu(slope) => {
-                // max(x, slope * x) for 0 < slope < 1: two passes, no comparison mask.
-                x.maximum(&(x * slope)?)
-            }
-        }
     }
 }
 
@@ -219,6 +206,23 @@ impl PointLinear {
         })
     }
 
+    /// A per-point MLP `in_dim -> widths[0] -> ...`, every layer linear + batch norm +
+    /// `act` (`{vb}.{i}`); returns the layers and the output width.
+    pub fn bn_mlp(
+        in_dim: usize,
+        widths: &[usize],
+        act: Activation,
+        vb: VarBuilder,
+    ) -> Result<(Vec<Self>, usize)> {
+        let mut layers = Vec::with_capacity(widths.len());
+        let mut c = in_dim;
+        for (i, &o) in widths.iter().enumerate() {
+            layers.push(Self::bn(c, o, act, vb.pp(i))?);
+            c = o;
+        }
+        Ok((layers, c))
+    }
+
     fn get_weight(in_dim: usize, out_dim: usize, vb: &VarBuilder) -> Result<Tensor> {
         vb.get_with_hints(
             (out_dim, in_dim),
@@ -265,7 +269,7 @@ impl PointLinear {
             _ => {
                 let y = self.forward_t(x, train)?;
                 let (m, c) = y.dims2()?;
-                super::ops::max_over_points(&y.reshape((m / n, n, c))?)
+                max_over_points(&y.reshape((m / n, n, c))?)
             }
         }
     }
@@ -279,12 +283,35 @@ impl PointLinear {
     }
 
     /// `x`: `[M, in]` -> `[M, out]`. In train mode with batch norm this is one fused
-    /// graph node (see `model/ops.rs`).
+    /// graph node (see `model/ops/`).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.bn, &self.bias, train) {
             (Some(bn), None, true) => bn.linear_act_train(x, &self.weight, self.act),
             _ => self.post(&self.linear(x)?, train),
         }
+    }
+
+    /// `layers` applied in turn to `x`.
+    pub fn chain_t(layers: &[Self], x: &Tensor, train: bool) -> Result<Tensor> {
+        layers
+            .iter()
+            .try_fold(x.clone(), |x, l| l.forward_t(&x, train))
+    }
+
+    /// This layer on the per-point rows `[local, global]`, `local` `[B*N, L]` and `global`
+    /// `[B, G]` (one row per cloud), without forming the `[B*N, L + G]` concatenation:
+    /// `W [l; g] = W_l l + W_g g`, and `W_g g` is computed once per cloud and added to each
+    /// of its points. The first layer after a global max-pool in both backbones.
+    pub fn forward_split_t(&self, local: &Tensor, global: &Tensor, train: bool) -> Result<Tensor> {
+        let (cl, cg) = (local.dim(1)?, global.dim(1)?);
+        let y_local = local.matmul(&self.weight.narrow(1, 0, cl)?.t()?)?; // [B*N, S]
+        let y_global = global.matmul(&self.weight.narrow(1, cl, cg)?.t()?)?; // [B, S]
+        let y = add_per_cloud(&y_local, &y_global)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        self.post(&y, train)
     }
 
     /// The eval-mode layer as `y = act(x Wf + bf)` with `Wf`: `[in, out]` contiguous

@@ -29,8 +29,8 @@
 //!   about 2x on a training step built from plain candle ops, ~15% on the fused one.
 //!   On a busy machine `MIMALLOC_PURGE_DELAY=-1` (keep freed pages mapped) also helps.
 
-pub mod bench;
-mod cpu;
+mod activation;
+pub(crate) mod cpu;
 pub mod dgcnn;
 mod embedder;
 mod layers;
@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 
 pub use dgcnn::{Dgcnn, DgcnnConfig};
 pub use embedder::NetworkEmbedder;
-pub use layers::{Activation, BatchNorm, PointLinear};
+pub use activation::Activation;
+pub use layers::{BatchNorm, PointLinear};
 pub use pointnet::{FusedPointNet, PointNet, PointNetConfig};
 
 /// Embedding dimension used by the paper for every backbone.

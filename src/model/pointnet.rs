@@ -17,10 +17,9 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::activation::Activation;
 use super::cpu::{self, RawLinear, Scratch};
-use super::ops::add_per_cloud;
-
-use super::layers::{Activation, PointLinear};
+use super::layers::PointLinear;
 use super::{check_points, Backbone, BackboneConfig, DEFAULT_EMBED_DIM};
 
 /// PointNet widths. Defaults are the segmentation network of the PointNet paper with a
@@ -91,34 +90,17 @@ pub struct PointNet {
     head: PointLinear,
 }
 
-fn mlp(
-    in_dim: usize,
-    widths: &[usize],
-    vb: &VarBuilder,
-    prefix: &str,
-) -> Result<(Vec<PointLinear>, usize)> {
-    let mut layers = Vec::with_capacity(widths.len());
-    let mut c = in_dim;
-    for (i, &o) in widths.iter().enumerate() {
-        layers.push(PointLinear::bn(
-            c,
-            o,
-            Activation::Relu,
-            vb.pp(prefix).pp(i),
-        )?);
-        c = o;
-    }
-    Ok((layers, c))
-}
-
 impl PointNet {
     /// Weights: `local.{i}`, `global.{i}`, `seg.{i}` (each `weight` + `bn.*`) and
     /// `head.{weight,bias}`.
     pub fn new(cfg: PointNetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let (local, c_local) = mlp(3, &cfg.local, &vb, "local")?;
-        let (global, c_global) = mlp(c_local, &cfg.global, &vb, "global")?;
-        let (seg, c_seg) = mlp(c_local + c_global, &cfg.seg, &vb, "seg")?;
+        let mlp = |c: usize, widths: &[usize], prefix: &str| {
+            PointLinear::bn_mlp(c, widths, Activation::Relu, vb.pp(prefix))
+        };
+        let (local, c_local) = mlp(3, &cfg.local, "local")?;
+        let (global, c_global) = mlp(c_local, &cfg.global, "global")?;
+        let (seg, c_seg) = mlp(c_local + c_global, &cfg.seg, "seg")?;
         let head = PointLinear::plain(c_seg, cfg.embed_dim, vb.pp("head"))?;
         Ok(Self {
             cfg: BackboneConfig::PointNet(cfg),
@@ -136,10 +118,6 @@ impl PointNet {
         }
     }
 
-    fn local_dim(&self) -> usize {
-        self.local.last().map(|l| l.out_dim()).unwrap_or(3)
-    }
-
     /// The inference-only version of this network (current weights, eval mode).
     pub fn fused(&self) -> Result<FusedPointNet> {
         let fold = |ls: &[PointLinear]| ls.iter().map(FusedLinear::new).collect::<Result<Vec<_>>>();
@@ -148,7 +126,7 @@ impl PointNet {
         let mut seg = fold(&self.seg)?;
         // Split the first segmentation layer's (already folded) [1088, S] weight.
         let first = seg.remove(0);
-        let cl = self.local_dim();
+        let cl = self.local.last().map_or(3, |l| l.out_dim());
         let cg = first.wt.dim(0)? - cl;
         let seg0_local = FusedLinear {
             wt: first.wt.narrow(0, 0, cl)?.contiguous()?,
@@ -157,15 +135,15 @@ impl PointNet {
         };
         let seg0_global = first.wt.narrow(0, cl, cg)?.contiguous()?;
         let head = FusedLinear::new(&self.head)?;
-        FusedPointNet::assemble(
-            self.cfg.clone(),
+        let layers = FoldedLayers {
             local,
             global,
             seg0_local,
             seg0_global,
             seg,
             head,
-        )
+        };
+        FusedPointNet::assemble(self.cfg.clone(), layers)
     }
 }
 
@@ -173,30 +151,15 @@ impl Backbone for PointNet {
     fn forward_t(&self, points: &Tensor, train: bool) -> Result<Tensor> {
         let (b, n) = check_points(points)?;
         // Per-point local feature.
-        let mut local = points.reshape((b * n, 3))?;
-        for l in &self.local {
-            local = l.forward_t(&local, train)?;
-        }
+        let local = PointLinear::chain_t(&self.local, &points.reshape((b * n, 3))?, train)?;
         // Global feature: per-point MLP, then max over the points of each cloud.
         let (last, rest) = self.global.split_last().expect("validated non-empty");
-        let mut g = local.clone();
-        for l in rest {
-            g = l.forward_t(&g, train)?;
-        }
+        let g = PointLinear::chain_t(rest, &local, train)?;
         let global = last.forward_max_t(&g, n, train)?; // [B, G]
-        let cg = global.dim(1)?;
 
-        // First segmentation layer on [local, global] = W_l local + (W_g global per cloud).
-        let s0 = &self.seg[0];
-        let cl = self.local_dim();
-        let w = s0.weight();
-        let y_local = local.matmul(&w.narrow(1, 0, cl)?.t()?)?; // [B*N, S]
-        let y_global = global.matmul(&w.narrow(1, cl, cg)?.t()?)?; // [B, S]
-        let y = add_per_cloud(&y_local, &y_global)?;
-        let mut x = s0.post(&y, train)?;
-        for l in &self.seg[1..] {
-            x = l.forward_t(&x, train)?;
-        }
+        // Segmentation MLP on [local, global], its first layer without the concatenation.
+        let x = self.seg[0].forward_split_t(&local, &global, train)?;
+        let x = PointLinear::chain_t(&self.seg[1..], &x, train)?;
         let e = self.head.forward_t(&x, train)?;
         e.reshape((b, n, ()))
     }
@@ -236,14 +199,147 @@ impl FusedLinear {
             relu: self.relu,
         })
     }
+}
 
+impl FoldedLayer for FusedLinear {
+    fn product(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.wt)
+    }
+
+    fn bias(&self) -> Option<&Tensor> {
+        Some(&self.b)
+    }
+
+    fn relu(&self) -> bool {
+        self.relu
+    }
+}
+
+/// A bare `[in, out]` weight (the global half of the first segmentation layer).
+impl FoldedLayer for Tensor {
+    fn product(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(self)
+    }
+
+    fn bias(&self) -> Option<&Tensor> {
+        None
+    }
+
+    fn relu(&self) -> bool {
+        false
+    }
+}
+
+/// What the eval-mode tensor-op forward ([`FoldedLayers::forward`]) needs of a folded
+/// layer `act(x W + b)`, whatever holds the weights: f32 tensors here, quantized matmuls
+/// in the deployed network (`crate::deploy`), so that both run the same maths.
+pub(crate) trait FoldedLayer {
+    /// `x W`: `[M, in]` -> `[M, out]`, no bias, no activation.
+    fn product(&self, x: &Tensor) -> Result<Tensor>;
+    fn bias(&self) -> Option<&Tensor>;
+    fn relu(&self) -> bool;
+
+    /// `act(x W + b)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.wt)?.broadcast_add(&self.b)?;
-        if self.relu {
+        let y = add_bias(self.product(x)?, self.bias())?;
+        if self.relu() {
             y.relu()
         } else {
             Ok(y)
         }
+    }
+}
+
+fn add_bias(y: Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// The layers of an eval-mode PointNet, grouped as the forward uses them; `S` is the type
+/// of `seg0_global`, the global half of the first segmentation layer (a bare weight: its
+/// bias and ReLU are `seg0_local`'s).
+#[derive(Debug, Clone)]
+pub(crate) struct FoldedLayers<L, S = L> {
+    pub local: Vec<L>,
+    pub global: Vec<L>,
+    pub seg0_local: L,
+    pub seg0_global: S,
+    /// The segmentation layers after the first.
+    pub seg: Vec<L>,
+    pub head: L,
+}
+
+impl<L, S> FoldedLayers<L, S> {
+    /// Builds every layer of [`FusedPointNet::folded_layout`] in its order:
+    /// `layer(name, in, out, relu)` for those with a bias, `weight(name, in, out)` for
+    /// `seg0_global`.
+    pub fn load(
+        cfg: &PointNetConfig,
+        mut layer: impl FnMut(&str, usize, usize, bool) -> Result<L>,
+        mut weight: impl FnMut(&str, usize, usize) -> Result<S>,
+    ) -> Result<Self> {
+        let mut layers = Vec::new();
+        let mut seg0_global = None;
+        for (name, i, o, bias) in FusedPointNet::folded_layout(cfg) {
+            if bias {
+                layers.push(layer(&name, i, o, name != "head")?);
+            } else {
+                seg0_global = Some(weight(&name, i, o)?);
+            }
+        }
+        let mut rest = layers.into_iter();
+        let local = rest.by_ref().take(cfg.local.len()).collect();
+        let global = rest.by_ref().take(cfg.global.len()).collect();
+        let seg0_local = rest.next().expect("layout has seg0_local");
+        let mut seg: Vec<L> = rest.collect();
+        let head = seg.pop().expect("layout ends with the head");
+        Ok(Self {
+            local,
+            global,
+            seg0_local,
+            seg0_global: seg0_global.expect("layout has seg0_global"),
+            seg,
+            head,
+        })
+    }
+}
+
+impl<L: FoldedLayer, S: FoldedLayer> FoldedLayers<L, S> {
+    /// `points` `[B, N, 3]` -> `[B, N, D]` from candle tensor ops (any device), with the
+    /// two rewrites of [`FusedPointNet`].
+    pub fn forward(&self, points: &Tensor) -> Result<Tensor> {
+        let (b, n) = check_points(points)?;
+        let mut local = points.reshape((b * n, 3))?;
+        for l in &self.local {
+            local = l.forward(&local)?;
+        }
+        let (last, rest) = self.global.split_last().expect("validated non-empty");
+        let mut g = local.clone();
+        for l in rest {
+            g = l.forward(&g)?;
+        }
+        // Max before bias and ReLU (both monotone, so they commute with it).
+        let z = last.product(&g)?; // [B*N, G]
+        let cg = z.dim(1)?;
+        let global = add_bias(z.reshape((b, n, cg))?.max(1)?, last.bias())?.relu()?; // [B, G]
+
+        // Per-cloud bias of the first segmentation layer.
+        let bias0 = add_bias(self.seg0_global.product(&global)?, self.seg0_local.bias())?; // [B, S]
+        let s = bias0.dim(1)?;
+        let y = self
+            .seg0_local
+            .product(&local)?
+            .reshape((b, n, s))?
+            .broadcast_add(&bias0.unsqueeze(1)?)?
+            .relu()?
+            .reshape((b * n, s))?;
+        let mut x = y;
+        for l in &self.seg {
+            x = l.forward(&x)?;
+        }
+        self.head.forward(&x)?.reshape((b, n, ()))
     }
 }
 
@@ -259,12 +355,7 @@ impl FusedLinear {
 #[derive(Debug, Clone)]
 pub struct FusedPointNet {
     cfg: BackboneConfig,
-    local: Vec<FusedLinear>,
-    global: Vec<FusedLinear>,
-    seg0_local: FusedLinear,
-    seg0_global: Tensor,
-    seg: Vec<FusedLinear>,
-    head: FusedLinear,
+    layers: FoldedLayers<FusedLinear, Tensor>,
     cpu: CpuPointNet,
 }
 
@@ -296,40 +387,7 @@ impl FusedPointNet {
 
     /// Tensor-op version of the same computation (any device; the CPU reference).
     pub fn forward_tensors(&self, points: &Tensor) -> Result<Tensor> {
-        let (b, n) = check_points(points)?;
-        let mut local = points.reshape((b * n, 3))?;
-        for l in &self.local {
-            local = l.forward(&local)?;
-        }
-        let (last, rest) = self.global.split_last().expect("validated non-empty");
-        let mut g = local.clone();
-        for l in rest {
-            g = l.forward(&g)?;
-        }
-        let z = g.matmul(&last.wt)?; // [B*N, G], no bias yet
-        let cg = z.dim(1)?;
-        let global = z
-            .reshape((b, n, cg))?
-            .max(1)?
-            .broadcast_add(&last.b)?
-            .relu()?; // [B, G]
-
-        // Per-cloud bias of the first segmentation layer.
-        let bias0 = global
-            .matmul(&self.seg0_global)?
-            .broadcast_add(&self.seg0_local.b)?; // [B, S]
-        let s = bias0.dim(1)?;
-        let y = local
-            .matmul(&self.seg0_local.wt)?
-            .reshape((b, n, s))?
-            .broadcast_add(&bias0.unsqueeze(1)?)?
-            .relu()?
-            .reshape((b * n, s))?;
-        let mut x = y;
-        for l in &self.seg {
-            x = l.forward(&x)?;
-        }
-        self.head.forward(&x)?.reshape((b, n, ()))
+        self.layers.forward(points)
     }
 
     pub fn config(&self) -> &BackboneConfig {
@@ -470,23 +528,24 @@ impl FusedPointNet {
 
     /// The folded weights by name (see [`Self::folded_layout`]).
     pub fn folded_tensors(&self) -> Vec<(String, Tensor)> {
+        let ls = &self.layers;
         let mut v = Vec::new();
         let mut push = |name: String, l: &FusedLinear| {
             v.push((format!("{name}.wt"), l.wt.clone()));
             v.push((format!("{name}.b"), l.b.clone()));
         };
-        for (i, l) in self.local.iter().enumerate() {
+        for (i, l) in ls.local.iter().enumerate() {
             push(format!("local.{i}"), l);
         }
-        for (i, l) in self.global.iter().enumerate() {
+        for (i, l) in ls.global.iter().enumerate() {
             push(format!("global.{i}"), l);
         }
-        push("seg0_local".into(), &self.seg0_local);
-        for (i, l) in self.seg.iter().enumerate() {
+        push("seg0_local".into(), &ls.seg0_local);
+        for (i, l) in ls.seg.iter().enumerate() {
             push(format!("seg.{}", i + 1), l);
         }
-        push("head".into(), &self.head);
-        v.push(("seg0_global.wt".into(), self.seg0_global.clone()));
+        push("head".into(), &ls.head);
+        v.push(("seg0_global.wt".into(), ls.seg0_global.clone()));
         v
     }
 
@@ -509,70 +568,36 @@ impl FusedPointNet {
             }
             t.to_dtype(DType::F32)?.contiguous()
         };
-        let n_local = cfg.local.len();
-        let n_global = cfg.global.len();
-        let mut layers = Vec::new();
-        let mut seg0_global = None;
-        for (name, i, o, bias) in Self::folded_layout(&cfg) {
-            let wt = get(&format!("{name}.wt"), &[i, o])?;
-            if !bias {
-                seg0_global = Some(wt);
-                continue;
-            }
-            let b = get(&format!("{name}.b"), &[o])?;
-            layers.push(FusedLinear {
-                wt,
-                b,
-                relu: name != "head",
-            });
-        }
-        let head = layers.pop().expect("layout ends with the head");
-        let mut rest = layers.into_iter();
-        let local: Vec<_> = rest.by_ref().take(n_local).collect();
-        let global: Vec<_> = rest.by_ref().take(n_global).collect();
-        let seg0_local = rest.next().expect("layout has seg0_local");
-        let seg: Vec<_> = rest.collect();
-        let seg0_global = seg0_global.expect("layout has seg0_global");
-        Self::assemble(
-            BackboneConfig::PointNet(cfg),
-            local,
-            global,
-            seg0_local,
-            seg0_global,
-            seg,
-            head,
-        )
+        let weight = |name: &str, i, o| get(&format!("{name}.wt"), &[i, o]);
+        let layers = FoldedLayers::load(
+            &cfg,
+            |name, i, o, relu| {
+                Ok(FusedLinear {
+                    wt: weight(name, i, o)?,
+                    b: get(&format!("{name}.b"), &[o])?,
+                    relu,
+                })
+            },
+            weight,
+        )?;
+        Self::assemble(BackboneConfig::PointNet(cfg), layers)
     }
 
     /// The network from its folded layers, with the plain-slice copy the CPU path runs on.
     fn assemble(
         cfg: BackboneConfig,
-        local: Vec<FusedLinear>,
-        global: Vec<FusedLinear>,
-        seg0_local: FusedLinear,
-        seg0_global: Tensor,
-        seg: Vec<FusedLinear>,
-        head: FusedLinear,
+        layers: FoldedLayers<FusedLinear, Tensor>,
     ) -> Result<FusedPointNet> {
         let raw = |ls: &[FusedLinear]| ls.iter().map(FusedLinear::raw).collect::<Result<Vec<_>>>();
         let cpu = CpuPointNet {
-            local: raw(&local)?,
-            global: raw(&global)?,
-            seg0_local: seg0_local.raw()?,
-            seg0_global: raw_weight(&seg0_global)?,
-            seg: raw(&seg)?,
-            head: head.raw()?,
+            local: raw(&layers.local)?,
+            global: raw(&layers.global)?,
+            seg0_local: layers.seg0_local.raw()?,
+            seg0_global: raw_weight(&layers.seg0_global)?,
+            seg: raw(&layers.seg)?,
+            head: layers.head.raw()?,
         };
-        Ok(FusedPointNet {
-            cfg,
-            local,
-            global,
-            seg0_local,
-            seg0_global,
-            seg,
-            head,
-            cpu,
-        })
+        Ok(FusedPointNet { cfg, layers, cpu })
     }
 }
 
@@ -593,7 +618,8 @@ impl Backbone for FusedPointNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::bench::stand_in_loss;
+    use crate::model::ops::test_util::{max_abs, max_abs_diff};
+    use crate::tools::bench_model::stand_in_loss;
     use candle_core::{DType, Device, IndexOp};
     use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 
@@ -632,25 +658,16 @@ mod tests {
         }
     }
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+    /// A network with fresh weights in a new `VarMap` (returned too, to change or save them).
+    fn new_net(cfg: PointNetConfig) -> (VarMap, PointNet) {
+        let vm = VarMap::new();
+        let net = PointNet::new(cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+        (vm, net.unwrap())
     }
 
     #[test]
     fn pointnet_output_shape_default_config() {
-        let vm = VarMap::new();
-        let net = PointNet::new(
-            PointNetConfig::default(),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
+        let (_vm, net) = new_net(PointNetConfig::default());
         let x = points(2, 64, 0);
         assert_eq!(net.forward_t(&x, true).unwrap().dims(), &[2, 64, 128]);
         assert_eq!(net.forward_t(&x, false).unwrap().dims(), &[2, 64, 128]);
@@ -662,18 +679,13 @@ mod tests {
 
     #[test]
     fn fused_equals_unfused_eval() {
-        let vm = VarMap::new();
-        let net = PointNet::new(
-            PointNetConfig::default(),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
+        let (vm, net) = new_net(PointNetConfig::default());
         randomise_bn(&vm);
         let fused = net.fused().unwrap();
         let x = points(3, 256, 1);
         let a = net.forward_t(&x, false).unwrap();
         let b = fused.forward(&x).unwrap();
-        let scale: f32 = a.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let scale = max_abs(&a);
         let d = max_abs_diff(&a, &b);
         assert!(
             d <= 1e-4 * scale.max(1.0),
@@ -684,12 +696,7 @@ mod tests {
 
     #[test]
     fn folded_tensors_roundtrip_exactly() {
-        let vm = VarMap::new();
-        let net = PointNet::new(
-            small(),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
+        let (vm, net) = new_net(small());
         randomise_bn(&vm);
         let fused = net.fused().unwrap();
         let tensors: std::collections::HashMap<_, _> = fused.folded_tensors().into_iter().collect();
@@ -707,12 +714,7 @@ mod tests {
 
     #[test]
     fn pointnet_is_permutation_equivariant() {
-        let vm = VarMap::new();
-        let net = PointNet::new(
-            small(),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
+        let (vm, net) = new_net(small());
         randomise_bn(&vm);
         let n = 50;
         let x = points(2, n, 2);
@@ -735,12 +737,7 @@ mod tests {
 
     #[test]
     fn eval_mode_is_per_cloud_train_mode_updates_running_stats() {
-        let vm = VarMap::new();
-        let net = PointNet::new(
-            small(),
-            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        )
-        .unwrap();
+        let (vm, net) = new_net(small());
         let x = points(2, 40, 3);
         // Eval: cloud 0's embeddings do not depend on cloud 1.
         let both = net.forward_t(&x, false).unwrap();
@@ -760,8 +757,7 @@ mod tests {
     #[test]
     fn save_and_load_by_name_gives_identical_outputs() {
         let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let (vm, net) = new_net(small());
         randomise_bn(&vm);
         let x = points(2, 30, 4);
         let want = net.forward_t(&x, false).unwrap();
@@ -779,8 +775,7 @@ mod tests {
         );
 
         // Load into a fresh VarMap (resume training).
-        let mut vm2 = VarMap::new();
-        let net2 = PointNet::new(small(), VarBuilder::from_varmap(&vm2, DType::F32, &dev)).unwrap();
+        let (mut vm2, net2) = new_net(small());
         vm2.load(&path).unwrap();
         assert_eq!(
             max_abs_diff(&want, &net2.forward_t(&x, false).unwrap()),
@@ -791,8 +786,7 @@ mod tests {
     #[test]
     fn adamw_steps_lower_a_regression_loss() {
         let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let net = PointNet::new(small(), VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
+        let (vm, net) = new_net(small());
         let mut opt = AdamW::new(
             vm.all_vars(),
             ParamsAdamW {

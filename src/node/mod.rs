@@ -1,19 +1,14 @@
-//! The ROS-free core of `semcorr_node`: parameters, the PointCloud2 wire codec, input
-//! filters and frames, the per-cloud pipeline, the newest-cloud mailbox, statistics and
-//! the shapes of the markers and diagnostics. The r2r adapter (`crate::ros`, feature
-//! `ros`) only converts these to and from ROS messages, holds parameters and publishes.
+//! The ROS-free core of `semcorr_node`: the PointCloud2 wire codec, one message through
+//! the pipeline ([`process`]), the newest-cloud mailbox, statistics and the shapes of the
+//! markers and diagnostics. The per-cloud work itself is [`crate::pipeline`]'s, shared with
+//! `semcorr infer`. The r2r adapter (`crate::ros`, feature `ros`) only converts these to
+//! and from ROS messages, holds parameters and publishes.
 
-pub mod bench;
-pub mod filters;
-pub mod frame;
 pub mod latest;
-pub mod params;
-pub mod pipeline;
 pub mod pointcloud2;
+pub mod process;
 pub mod report;
-pub mod samples;
 pub mod stats;
 
 pub use latest::Latest;
-pub use params::NodeParams;
-pub use pipeline::{CloudResult, Correspondence, Pipeline};
+pub use process::{process_message, MessageOutput};

@@ -51,16 +51,6 @@ pub struct RawPointCloud2 {
     pub is_dense: bool,
 }
 
-/// A decoded cloud: the finite points, and for each its index in the message
-/// (row-major over height x width), so results can refer back to the sensor's points.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodedCloud {
-    pub cloud: Cloud,
-    pub source_index: Vec<usize>,
-    /// Points dropped because a coordinate was NaN or infinite.
-    pub dropped_non_finite: usize,
-}
-
 fn field<'a>(msg: &'a RawPointCloud2, name: &str) -> Result<&'a PointField> {
     msg.fields.iter().find(|f| f.name == name).ok_or_else(|| {
         let names: Vec<&str> = msg.fields.iter().map(|f| f.name.as_str()).collect();
@@ -95,9 +85,11 @@ fn read_coordinate(bytes: &[u8], datatype: u8, big_endian: bool) -> f32 {
 
 /// Decodes x, y, z from any layout: fields in any order among extra fields, FLOAT32 or
 /// FLOAT64 coordinates, padding in `point_step` and `row_step`, organised clouds
-/// (height > 1), either byte order. Non-finite points are dropped and counted. Every
-/// inconsistency between the layout and the data is an error that names it.
-pub fn decode(msg: &RawPointCloud2) -> Result<DecodedCloud> {
+/// (height > 1), either byte order. Every point is kept, in row-major order, NaN holes
+/// included: dropping them is the pipeline's first stage (`pipeline::filters`), so a
+/// result's index is the message's. Every inconsistency between the layout and the data
+/// is an error that names it.
+pub fn decode(msg: &RawPointCloud2) -> Result<Cloud> {
     let bad = |m: String| Error::invalid(format!("PointCloud2: {m}"));
     let xyz = [field(msg, "x")?, field(msg, "y")?, field(msg, "z")?];
     for f in xyz {
@@ -126,11 +118,7 @@ pub fn decode(msg: &RawPointCloud2) -> Result<DecodedCloud> {
     let (height, width) = (msg.height as usize, msg.width as usize);
     let step = msg.point_step as usize;
     if height * width == 0 {
-        return Ok(DecodedCloud {
-            cloud: Cloud::default(),
-            source_index: Vec::new(),
-            dropped_non_finite: 0,
-        });
+        return Ok(Cloud::default());
     }
     let row_step = msg.row_step as usize;
     // u32 layout values from the wire: multiply in u64-safe steps so a hostile message
@@ -155,7 +143,6 @@ pub fn decode(msg: &RawPointCloud2) -> Result<DecodedCloud> {
         )));
     }
     let mut points = Vec::with_capacity(height * width);
-    let mut source_index = Vec::with_capacity(height * width);
     for row in 0..height {
         for col in 0..width {
             let base = row * row_step + col * step;
@@ -166,18 +153,10 @@ pub fn decode(msg: &RawPointCloud2) -> Result<DecodedCloud> {
                     msg.is_bigendian,
                 )
             });
-            if p.iter().all(|c| c.is_finite()) {
-                points.push(p);
-                source_index.push(row * width + col);
-            }
+            points.push(p);
         }
     }
-    let dropped_non_finite = height * width - points.len();
-    Ok(DecodedCloud {
-        cloud: Cloud::new(points),
-        source_index,
-        dropped_non_finite,
-    })
+    Ok(Cloud::new(points))
 }
 
 /// One output row of `~/output/correspondences`.
@@ -341,26 +320,23 @@ mod tests {
                     let d = decode(&build(&PTS, ty, big, height, pad)).unwrap();
                     let want: Vec<[f32; 3]> = PTS.iter().map(|p| p.map(|c| c as f32)).collect();
                     assert_eq!(
-                        d.cloud.points, want,
+                        d.points, want,
                         "type {ty} big-endian {big} height {height}"
                     );
-                    assert_eq!(d.source_index, vec![0, 1, 2, 3]);
                 }
             }
         }
     }
 
     #[test]
-    fn non_finite_points_are_dropped_and_counted() {
+    fn non_finite_points_are_kept_in_place() {
         let mut pts = PTS;
         pts[1][0] = f64::NAN;
         pts[3][2] = f64::INFINITY;
-        let d = decode(&build(&pts, datatype::FLOAT32, false, 2, 0)).unwrap();
-        assert_eq!(d.source_index, vec![0, 2]);
-        assert_eq!(d.dropped_non_finite, 2);
-        let all_nan = [[f64::NAN; 3]; 2];
-        let d = decode(&build(&all_nan, datatype::FLOAT32, false, 1, 0)).unwrap();
-        assert!(d.cloud.is_empty());
+        let d = decode(&build(&pts, datatype::FLOAT64, false, 2, 0)).unwrap();
+        assert_eq!(d.len(), 4);
+        assert!(d.points[1][0].is_nan() && d.points[3][2].is_infinite());
+        assert_eq!(d.points[2], PTS[2].map(|c| c as f32));
     }
 
     #[test]
@@ -401,7 +377,7 @@ mod tests {
         m.width = 0;
         m.row_step = 0;
         m.data.clear();
-        assert!(decode(&m).unwrap().cloud.is_empty());
+        assert!(decode(&m).unwrap().is_empty());
     }
 
     #[test]
@@ -420,7 +396,7 @@ mod tests {
         ]);
         assert_eq!(out.point_step, 20);
         let d = decode(&out).unwrap();
-        assert_eq!(d.cloud.points, vec![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+        assert_eq!(d.points, vec![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
         let id = u32::from_le_bytes(out.data[32..36].try_into().unwrap());
         assert_eq!(id, 9);
         let rgb = encode_xyzrgb(&[[0.0; 3]], &[[1, 2, 3]]);

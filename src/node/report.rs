@@ -1,7 +1,7 @@
 //! The node's RViz markers and `/diagnostics` status, as plain data. The adapter copies
 //! them into `visualization_msgs/Marker` and `diagnostic_msgs/DiagnosticStatus`.
 
-use super::pipeline::Correspondence;
+use crate::pipeline::Correspondence;
 use super::stats::StatsSummary;
 use std::collections::BTreeSet;
 
@@ -177,7 +177,7 @@ mod tests {
             name: Some("rim".into()),
             xyz: [1.0, 2.0, 3.0],
             score: 0.9,
-            message_index: 0,
+            input_index: 0,
         }
     }
 

@@ -2,6 +2,7 @@
 //! skipped clouds and the last error. Kept over a sliding window so a slow start does not
 //! dominate the figures forever.
 
+use crate::stats::percentile;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -76,15 +77,6 @@ impl NodeStats {
             last_error: self.last_error.clone(),
         }
     }
-}
-
-/// Nearest-rank percentile of sorted values; 0 when empty.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! the parameter service.
 
 use super::{convert, params};
-use crate::node::pipeline::Settings;
 use crate::node::report::{self, MarkerTracker};
 use crate::node::stats::NodeStats;
-use crate::node::{Latest, NodeParams, Pipeline};
+use crate::node::{process_message, Latest};
+use crate::pipeline::{NodeParams, Pipeline, Settings};
 use anyhow::{Context as _, Result};
 use futures::StreamExt;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
@@ -176,7 +176,7 @@ fn infer_loop(
         let s = lock(settings).clone();
         // A panic on one message must not end the node: it becomes that message's error.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pipeline.process(&job.cloud, &s)
+            process_message(pipeline, &job.cloud, &s)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -189,11 +189,12 @@ fn infer_loop(
             )))
         });
         match result {
-            Ok(result) => {
+            Ok(output) => {
                 let h = &job.header;
+                let result = &output.result;
                 let published = out
                     .correspondences
-                    .publish(&convert::ros_from_raw(result.correspondence_cloud(), h))
+                    .publish(&convert::ros_from_raw(output.correspondences, h))
                     .and_then(|()| {
                         let size = f64::from(result.object_size) * 0.04;
                         let specs = markers.update(&result.correspondences, size);
@@ -201,7 +202,7 @@ fn infer_loop(
                             markers: specs.iter().map(|m| convert::marker(m, h)).collect(),
                         })
                     })
-                    .and_then(|()| match result.embedding_cloud {
+                    .and_then(|()| match output.embedding_cloud {
                         Some(cloud) => out
                             .embedding_cloud
                             .publish(&convert::ros_from_raw(cloud, h)),
@@ -215,7 +216,7 @@ fn infer_loop(
                 tracing::debug!(
                     "{} correspondences from {} points in {:.1} ms",
                     result.correspondences.len(),
-                    result.message_points,
+                    result.input_points,
                     job.received.elapsed().as_secs_f64() * 1e3
                 );
             }
@@ -236,6 +237,7 @@ async fn publish_diagnostics(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut failed_before = 0;
     let model = params.model_path.clone();
+    let device = params.device.to_string();
     loop {
         tick.tick().await;
         let (summary, receiving) = {
@@ -247,7 +249,7 @@ async fn publish_diagnostics(
             (st.summary(), receiving)
         };
         let report =
-            report::diagnostics(&summary, failed_before, receiving, &model, &params.device);
+            report::diagnostics(&summary, failed_before, receiving, &model, &device);
         failed_before = summary.failed;
         let since_epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -260,7 +262,7 @@ async fn publish_diagnostics(
             status: vec![convert::diagnostic_status(
                 &report,
                 DIAGNOSTIC_NAME,
-                &params.device,
+                &device,
             )],
         };
         if let Err(e) = publisher.publish(&msg) {
@@ -279,12 +281,12 @@ async fn apply_parameter_changes(
 ) {
     while let Some((name, value)) = events.next().await {
         let mut next = current.clone();
-        let outcome = if params::RESTART_ONLY.contains(&name.as_str()) {
+        let outcome = if params::is_restart_only(&name) {
             Err(format!("parameter '{name}' takes effect at restart"))
         } else {
             params::apply(&mut next, &name, &value)
+                .and_then(|()| Settings::from_params(&next))
                 .map_err(|e| e.to_string())
-                .and_then(|_| Settings::from_params(&next).map_err(|e| e.to_string()))
         };
         match outcome {
             Ok(s) => {

@@ -4,7 +4,7 @@
 use super::config::{AugmentConfig, TrainConfig};
 use super::loss::BatchKeypoint;
 use crate::cloud::visibility::{visible_points, VisibilityParams};
-use crate::cloud::{dist2, prepare, PrepareConfig};
+use crate::cloud::{dist2, prepare};
 use crate::dataset::AnnotatedModel;
 use crate::error::Result;
 use rand::Rng;
@@ -59,11 +59,7 @@ pub fn training_item(
             cloud = cloud.select(&visible);
         }
     }
-    let prep_cfg = PrepareConfig {
-        num_points: cfg.num_points,
-        ..PrepareConfig::default()
-    };
-    let prepared = prepare(&cloud, &prep_cfg, rng.random(), &what)?;
+    let prepared = prepare(&cloud, &cfg.prepare, rng.random(), &what)?;
     // A keypoint whose point was not sampled moves to the nearest sampled point.
     let keypoints = keypoints
         .into_iter()
@@ -118,6 +114,7 @@ fn perturb(points: &mut [[f32; 3]], cfg: &AugmentConfig, rng: &mut ChaCha8Rng) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::PrepareConfig;
     use crate::dataset::synth::{generate_models, SynthOptions};
     use rand::SeedableRng;
 
@@ -158,7 +155,10 @@ mod tests {
     fn plain_item_keeps_every_keypoint_in_place() {
         let m = model();
         let cfg = TrainConfig {
-            num_points: 512,
+            prepare: PrepareConfig {
+                num_points: 512,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let item = training_item(&m, &cfg, false, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
@@ -171,7 +171,10 @@ mod tests {
     fn partial_views_drop_hidden_keypoints_and_keep_the_rest_in_place() {
         let m = model();
         let mut cfg = TrainConfig {
-            num_points: 512,
+            prepare: PrepareConfig {
+                num_points: 512,
+                ..Default::default()
+            },
             ..Default::default()
         };
         cfg.augment.partial_view_prob = 1.0;

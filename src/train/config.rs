@@ -4,6 +4,7 @@
 //! `category` are given. Unknown keys are errors that name the key; `--set a.b=value`
 //! overrides any field with a YAML scalar before validation.
 
+use crate::cloud::PrepareConfig;
 use crate::error::{Error, Result};
 use crate::model::BackboneConfig;
 use serde::{Deserialize, Serialize};
@@ -97,8 +98,11 @@ pub struct TrainConfig {
     pub backbone: BackboneConfig,
     pub loss: LossConfig,
     pub augment: AugmentConfig,
-    /// Points per cloud fed to the network (clouds are farthest-point sampled to this).
-    pub num_points: usize,
+    /// The preprocessing every cloud gets before the network (`prepare.num_points`,
+    /// `prepare.normalization`, `prepare.sampling`). The checkpoint stores it, and
+    /// validation, `eval --model` and `export` read it from there, so a model is always
+    /// fed as it was trained.
+    pub prepare: PrepareConfig,
     pub epochs: usize,
     /// Models per batch.
     pub batch_size: usize,
@@ -128,7 +132,7 @@ impl Default for TrainConfig {
             backbone: BackboneConfig::default(),
             loss: LossConfig::default(),
             augment: AugmentConfig::default(),
-            num_points: 2048,
+            prepare: PrepareConfig::default(),
             epochs: 100,
             batch_size: 4,
             lr: 1e-3,
@@ -152,7 +156,8 @@ impl TrainConfig {
                 if text.trim().is_empty() {
                     serde_yaml::Value::Mapping(Default::default())
                 } else {
-                    serde_yaml::from_str(&text).map_err(|e| Error::format(p, e.to_string()))?
+                    serde_yaml::from_str(&text)
+                        .map_err(|e| Error::parse(p.display().to_string(), e))?
                 }
             }
             None => serde_yaml::Value::Mapping(Default::default()),
@@ -162,7 +167,7 @@ impl TrainConfig {
         }
         let origin = path.map_or("the config".to_string(), |p| p.display().to_string());
         let config: TrainConfig =
-            serde_yaml::from_value(value).map_err(|e| Error::invalid(format!("{origin}: {e}")))?;
+            serde_yaml::from_value(value).map_err(|e| Error::parse(origin, e))?;
         config.validate()?;
         Ok(config)
     }
@@ -197,10 +202,10 @@ impl TrainConfig {
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1");
         }
-        if self.num_points < 16 {
+        if self.prepare.num_points < 16 {
             return bad(
-                "num_points",
-                &format!("must be at least 16, got {}", self.num_points),
+                "prepare.num_points",
+                &format!("must be at least 16, got {}", self.prepare.num_points),
             );
         }
         if self.val_every == 0 {

@@ -2,7 +2,7 @@
 
 use super::checkpoint::EpochMetrics;
 use crate::error::{write_file_atomic, Error, Result};
-use crate::plot::{register_font, FONT_FAMILY};
+use crate::picture::font::{register_font, FONT_FAMILY};
 use plotters::prelude::*;
 use std::path::Path;
 

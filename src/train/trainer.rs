@@ -102,13 +102,10 @@ impl Network {
     }
 
     /// The network as an `Embedder` with the training preprocessing.
-    pub fn embedder(&self, num_points: usize, device: &Device) -> NetworkEmbedder<'_> {
+    pub fn embedder(&self, prepare: PrepareConfig, device: &Device) -> NetworkEmbedder<'_> {
         NetworkEmbedder {
             backbone: self.backbone.as_ref(),
-            prepare: PrepareConfig {
-                num_points,
-                ..PrepareConfig::default()
-            },
+            prepare,
             device: device.clone(),
             name: "network".into(),
         }
@@ -312,7 +309,7 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
         let validate = (epoch + 1) % cfg.val_every == 0 || epoch + 1 == cfg.epochs;
         let (val_loss, val_mge) = if validate && !data.val.is_empty() {
             let loss = validation_loss(&net, &data.val, &cfg, &margins, &device)?;
-            let embedder = net.embedder(cfg.num_points, &device);
+            let embedder = net.embedder(cfg.prepare, &device);
             let mge = evaluate_models(&data.class_id, &data.name, &data.val, &embedder)
                 .map(|r| r.mge)
                 .ok();

@@ -2,25 +2,14 @@
 //! (both runtimes) and test-split mGE, next to the checkpoint network measured in the same
 //! run. The README's deployment table is this output.
 
-use super::{DeployedModel, Precision, Runtime};
+use crate::deploy::{DeployedModel, Precision, Runtime};
 use crate::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::eval::{evaluate_models, Embedder};
+use crate::embedding::Embedder;
+use crate::eval::evaluate_models;
 use std::path::Path;
-use std::time::Instant;
+use super::warm_median_ms;
 
-/// Median wall time of `repeats` calls of `f`, in milliseconds (one warm-up call first).
-fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut t = Vec::with_capacity(repeats);
-    for _ in 0..repeats.max(1) {
-        let s = Instant::now();
-        f()?;
-        t.push(s.elapsed().as_secs_f64() * 1e3);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
 
 /// Runs the comparison; `tmp` receives the exported files.
 pub fn deploy_bench(
@@ -39,7 +28,7 @@ pub fn deploy_bench(
         .first()
         .ok_or_else(|| Error::invalid(format!("{}: empty test split", data_dir.display())))?
         .cloud;
-    let reference = net.embedder(cfg.num_points, &candle_core::Device::Cpu);
+    let reference = net.embedder(cfg.prepare, &candle_core::Device::Cpu);
     let mut out = format!(
         "checkpoint {} (epoch {}), {} test models, embed 1 cloud of {} points, median of {repeats}, {} rayon threads\n\n",
         ckpt.display(),
@@ -49,7 +38,7 @@ pub fn deploy_bench(
         rayon::current_num_threads()
     );
     out += "| model | file size | embed ms (dequantized) | embed ms (QMatMul) | test mGE |\n|---|---|---|---|---|\n";
-    let ms = median_ms(repeats, || reference.embed(cloud).map(|_| ()))?;
+    let ms = warm_median_ms(repeats, || reference.embed(cloud).map(|_| ()))?;
     let mge = evaluate_models(&cat.class_id, &cat.name, &test, &reference)?.mge;
     let size = std::fs::metadata(ckpt)
         .map_err(|e| Error::io(ckpt, e))?
@@ -71,8 +60,8 @@ pub fn deploy_bench(
             .len();
         let deq = DeployedModel::load_with(&path, Runtime::Dequantized)?;
         let q = DeployedModel::load_with(&path, Runtime::Quantized)?;
-        let t_deq = median_ms(repeats, || Embedder::embed(&deq, cloud).map(|_| ()))?;
-        let t_q = median_ms(repeats, || Embedder::embed(&q, cloud).map(|_| ()))?;
+        let t_deq = warm_median_ms(repeats, || Embedder::embed(&deq, cloud).map(|_| ()))?;
+        let t_q = warm_median_ms(repeats, || Embedder::embed(&q, cloud).map(|_| ()))?;
         let mge = evaluate_models(&cat.class_id, &cat.name, &test, &deq)?.mge;
         out += &format!(
             "| gguf {p} | {:.2} MB | {t_deq:.1} | {t_q:.1} | {mge:.4} |\n",

@@ -1,35 +1,13 @@
-//! From the sensor's frame to the model's. The shipped models were trained with objects
-//! upright along +y and their front toward +z (ShapeNet's convention); a robot's clouds
+//! From the sensor's frame to the model's (the pipeline's "object cloud" stage). The
+//! shipped models were trained with objects upright along +y and their front toward +z (ShapeNet's convention); a robot's clouds
 //! come in its own frame (REP-103 frames have +z up; camera optical frames have -y up).
-//! The node rotates each cloud so the configured up axis becomes +y and, optionally, so
+//! The pipeline rotates each cloud so the configured up axis becomes +y and, optionally, so
 //! the horizontal direction from the object toward the sensor becomes +z. Only the
 //! orientation changes: the model's own normalisation then centres and scales as in
 //! training, and published points stay in the input frame.
 
 use crate::cloud::Cloud;
-use crate::error::{Error, Result};
 use nalgebra::{Matrix3, Vector3};
-
-/// Parses `+x`, `-x`, `+y`, `-y`, `+z`, `-z` into a unit vector.
-pub fn parse_axis(name: &str) -> Result<Vector3<f32>> {
-    let (sign, axis) = match name.as_bytes() {
-        [b'+', a] => (1.0, *a),
-        [b'-', a] => (-1.0, *a),
-        _ => (0.0, b'?'),
-    };
-    let mut v = Vector3::zeros();
-    match axis {
-        b'x' => v.x = sign,
-        b'y' => v.y = sign,
-        b'z' => v.z = sign,
-        _ => {
-            return Err(Error::invalid(format!(
-                "parameter 'up_axis': '{name}' is not one of +x -x +y -y +z -z"
-            )))
-        }
-    }
-    Ok(v)
-}
 
 /// The rotation taking input coordinates to the model's (rows: the model's x, y, z axes
 /// written in the input frame).
@@ -75,6 +53,7 @@ pub fn rotate(cloud: &Cloud, r: &Matrix3<f32>) -> Cloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::params::UpAxis;
 
     fn close(a: Vector3<f32>, b: [f32; 3]) -> bool {
         (a - Vector3::from(b)).norm() < 1e-5
@@ -82,7 +61,7 @@ mod tests {
 
     #[test]
     fn y_up_without_facing_is_identity() {
-        let up = parse_axis("+y").unwrap();
+        let up = UpAxis::PosY.vector();
         let r = model_rotation(&up, &Cloud::new(vec![[1.0, 2.0, 3.0]]), false);
         assert!((r - Matrix3::identity()).norm() < 1e-6, "{r}");
     }
@@ -91,7 +70,7 @@ mod tests {
     fn z_up_cloud_in_front_of_the_sensor_faces_it() {
         // REP-103 sensor frame: the object 1 m ahead along +x, slightly above.
         let cloud = Cloud::new(vec![[1.0, -0.1, 0.2], [1.0, 0.1, 0.3]]);
-        let r = model_rotation(&parse_axis("+z").unwrap(), &cloud, true);
+        let r = model_rotation(&UpAxis::PosZ.vector(), &cloud, true);
         // Up (+z) becomes the model's +y; toward the sensor (-x) becomes +z.
         assert!(close(r * Vector3::z(), [0.0, 1.0, 0.0]));
         assert!(close(r * -Vector3::x(), [0.0, 0.0, 1.0]));
@@ -103,17 +82,10 @@ mod tests {
     fn camera_optical_frame() {
         // Optical frame: +z forward, -y up. An object ahead on the axis.
         let cloud = Cloud::new(vec![[0.0, 0.0, 0.8]]);
-        let r = model_rotation(&parse_axis("-y").unwrap(), &cloud, true);
+        let r = model_rotation(&UpAxis::NegY.vector(), &cloud, true);
         assert!(close(r * -Vector3::y(), [0.0, 1.0, 0.0]));
         assert!(close(r * -Vector3::z(), [0.0, 0.0, 1.0]));
         assert!((r.determinant() - 1.0).abs() < 1e-5);
     }
 
-    #[test]
-    fn bad_axis_is_named() {
-        for bad in ["z", "+w", "up", ""] {
-            let e = parse_axis(bad).unwrap_err().to_string();
-            assert!(e.contains("up_axis"), "{e}");
-        }
-    }
 }

@@ -3,10 +3,10 @@
 //! other in the normalised frame (pairwise distance statistics for the geometric check).
 
 use crate::cloud::{Cloud, Prepared};
-use crate::dataset::synth::SemanticPoint;
 use crate::dataset::AnnotatedModel;
 use crate::error::{Error, Result};
-use crate::eval::Embeddings;
+use crate::stats::median;
+use crate::embedding::{squared_distance, Embeddings};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,7 +19,8 @@ pub const TRIM_FRACTION: f32 = 0.2;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {
     pub semantic_id: u32,
-    /// Human-readable name when known (synthetic categories), e.g. "handle top".
+    /// Human-readable name when the dataset has one (`Category::keypoint_names`), e.g.
+    /// "handle top".
     pub name: Option<String>,
     /// Trimmed mean of the members' embeddings.
     pub embedding: Vec<f32>,
@@ -58,7 +59,7 @@ impl TemplateSet {
     pub fn build(
         models: &[AnnotatedModel],
         embed: impl Fn(&Cloud) -> Result<(Prepared, Embeddings)> + Sync,
-        names: Option<&[SemanticPoint]>,
+        names: &BTreeMap<u32, String>,
         source: &str,
     ) -> Result<TemplateSet> {
         let observed: Vec<Observed> = models
@@ -92,14 +93,15 @@ impl TemplateSet {
             .into_iter()
             .map(|(id, members)| {
                 let embedding = trimmed_mean(&members);
-                let mut d: Vec<f32> = members.iter().map(|m| dist(m, &embedding)).collect();
+                let mut d: Vec<f64> = members
+                    .iter()
+                    .map(|m| f64::from(squared_distance(m, &embedding).sqrt()))
+                    .collect();
                 Template {
                     semantic_id: id,
-                    name: names
-                        .and_then(|n| n.get(id as usize))
-                        .map(|p| p.name.to_string()),
+                    name: names.get(&id).cloned(),
                     embedding,
-                    spread: median(&mut d).max(1e-6),
+                    spread: (median(&mut d) as f32).max(1e-6),
                     members: members.len(),
                 }
             })
@@ -111,24 +113,26 @@ impl TemplateSet {
         })
     }
 
-    /// Consistency of a set read from a file: `Err` says what is wrong.
-    pub fn validate(&self, dim: usize) -> std::result::Result<(), String> {
+    /// Consistency of a set read from a file (`what` names it); the error says what is
+    /// wrong.
+    pub fn validate(&self, dim: usize, what: &str) -> Result<()> {
+        let bad = |m: String| Error::invalid(format!("{what}: {m}"));
         for t in &self.templates {
             if t.embedding.len() != dim {
-                return Err(format!(
+                return Err(bad(format!(
                     "template {} has {} dims, the network makes {dim}",
                     t.semantic_id,
                     t.embedding.len()
-                ));
+                )));
             }
             if !t.embedding.iter().all(|v| v.is_finite())
                 || !t.spread.is_finite()
                 || t.spread <= 0.0
             {
-                return Err(format!(
+                return Err(bad(format!(
                     "template {} has a non-finite value or spread",
                     t.semantic_id
-                ));
+                )));
             }
         }
         Ok(())
@@ -141,38 +145,22 @@ impl TemplateSet {
     }
 }
 
-fn dist(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
-}
 
-fn median(v: &mut [f32]) -> f32 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f32::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
 
 /// Mean of the members closest to their coordinate-wise median, dropping the farthest
 /// [`TRIM_FRACTION`] (always keeping at least one).
 fn trimmed_mean(members: &[&[f32]]) -> Vec<f32> {
     let dim = members[0].len();
     let med: Vec<f32> = (0..dim)
-        .map(|j| median(&mut members.iter().map(|m| m[j]).collect::<Vec<_>>()))
+        .map(|j| {
+            let mut column: Vec<f64> = members.iter().map(|m| f64::from(m[j])).collect();
+            median(&mut column) as f32
+        })
         .collect();
     let mut order: Vec<(f32, usize)> = members
         .iter()
         .enumerate()
-        .map(|(i, m)| (dist(m, &med), i))
+        .map(|(i, m)| (squared_distance(m, &med), i))
         .collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
     let keep = ((members.len() as f32 * (1.0 - TRIM_FRACTION)).ceil() as usize).max(1);
@@ -230,9 +218,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn median_even_and_odd() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 }

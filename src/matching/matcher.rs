@@ -3,10 +3,9 @@
 //! the object, and a geometric check of the matched points against the distances seen in
 //! training.
 
-use super::{DeployedModel, TemplateSet};
+use super::TemplateSet;
 use crate::cloud::{Cloud, Prepared};
-use crate::error::Result;
-use crate::eval::Embeddings;
+use crate::embedding::{squared_distance, Embeddings};
 use serde::{Deserialize, Serialize};
 
 /// Matching parameters; every default is a judgement call documented here.
@@ -77,12 +76,6 @@ impl Matcher {
         Matcher { params }
     }
 
-    /// Embeds `cloud` with `model` and matches every template.
-    pub fn match_cloud(&self, model: &DeployedModel, cloud: &Cloud) -> Result<Vec<KeypointMatch>> {
-        let (prepared, emb) = model.embed(cloud)?;
-        Ok(self.match_prepared(&model.templates, cloud, &prepared, &emb))
-    }
-
     /// Matches templates against embeddings of a prepared sample of `cloud`.
     pub fn match_prepared(
         &self,
@@ -99,13 +92,7 @@ impl Matcher {
             .map(|t| {
                 // Brute force over the sample: D x N multiply-adds per template.
                 let d2: Vec<f32> = (0..emb.num_points)
-                    .map(|i| {
-                        emb.row(i)
-                            .iter()
-                            .zip(&t.embedding)
-                            .map(|(a, b)| (a - b) * (a - b))
-                            .sum()
-                    })
+                    .map(|i| squared_distance(emb.row(i), &t.embedding))
                     .collect();
                 let best = (0..d2.len())
                     .min_by(|&a, &b| d2[a].total_cmp(&d2[b]))
@@ -229,7 +216,7 @@ pub fn format_table(matches: &[KeypointMatch]) -> String {
 mod tests {
     use super::*;
     use crate::cloud::{prepare, PrepareConfig};
-    use crate::deploy::{PairStat, Template};
+    use crate::matching::{PairStat, Template};
 
     /// Embeddings = one-hot "is near the tip": trivially separable.
     #[test]

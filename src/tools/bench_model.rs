@@ -2,13 +2,13 @@
 //! set against a plain matmul of the same FLOP count (what gemm can do at best here).
 
 use std::fmt;
-use std::time::Instant;
+use super::warm_median_ms;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
-use super::{Backbone, Dgcnn, DgcnnConfig, PointNet, PointNetConfig};
+use crate::model::{Backbone, Dgcnn, DgcnnConfig, PointNet, PointNetConfig};
 
 /// Points per cloud in every timing (the size the paper and the ROS node use).
 pub const BENCH_POINTS: usize = 2048;
@@ -136,17 +136,6 @@ pub fn gemm_kernel() -> &'static str {
     }
 }
 
-fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?; // warm-up: allocations, thread pool, gemm dispatch
-    let mut t = Vec::with_capacity(repeats.max(1));
-    for _ in 0..repeats.max(1) {
-        let s = Instant::now();
-        f()?;
-        t.push(s.elapsed().as_secs_f64() * 1e3);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
 
 fn random_points(b: usize, n: usize, seed: u64, dev: &Device) -> Result<Tensor> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -187,8 +176,8 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
     let fused = net.fused()?;
 
     let x1 = random_points(1, BENCH_POINTS, 2, &dev)?;
-    let unfused_forward_ms = median_ms(repeats, || net.forward_t(&x1, false).map(drop))?;
-    let fused_forward_ms = median_ms(repeats, || fused.forward(&x1).map(drop))?;
+    let unfused_forward_ms = warm_median_ms(repeats, || net.forward_t(&x1, false).map(drop))?;
+    let fused_forward_ms = warm_median_ms(repeats, || fused.forward(&x1).map(drop))?;
 
     let xb = random_points(BENCH_TRAIN_BATCH, BENCH_POINTS, 3, &dev)?;
     let idx: Vec<u32> = (0..64).map(|i| (i * 31 % BENCH_POINTS) as u32).collect();
@@ -200,7 +189,7 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
             ..Default::default()
         },
     )?;
-    let train_step_ms = median_ms(repeats, || {
+    let train_step_ms = warm_median_ms(repeats, || {
         let emb = net.forward_t(&xb, true)?;
         let loss = stand_in_loss(&emb, &idx)?;
         opt.backward_step(&loss)
@@ -218,7 +207,7 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
             ..Default::default()
         },
     )?;
-    let dgcnn_train_step_ms = median_ms(repeats.div_ceil(2), || {
+    let dgcnn_train_step_ms = warm_median_ms(repeats.div_ceil(2), || {
         let emb = dg.forward_t(&xb, true)?;
         let loss = stand_in_loss(&emb, &idx)?;
         dg_opt.backward_step(&loss)
@@ -228,7 +217,7 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
     let matmul_k = ((cfg.macs_per_point() as f64).sqrt() / 16.0).round() as usize * 16;
     let a = Tensor::randn(0f32, 1.0, (BENCH_POINTS, matmul_k), &dev)?;
     let b = Tensor::randn(0f32, 1.0, (matmul_k, matmul_k), &dev)?;
-    let matmul_ms = median_ms(repeats, || a.matmul(&b).map(drop))?;
+    let matmul_ms = warm_median_ms(repeats, || a.matmul(&b).map(drop))?;
     let (av, bv) = (
         a.flatten_all()?.to_vec1::<f32>()?,
         b.flatten_all()?.to_vec1::<f32>()?,
@@ -236,9 +225,9 @@ pub fn try_model_bench(repeats: usize) -> Result<ModelBenchReport> {
     let mut cv = vec![0f32; BENCH_POINTS * matmul_k];
     let threads = candle_core::utils::get_num_threads();
     let dims = (BENCH_POINTS, matmul_k, matmul_k);
-    let gemm_ms = median_ms(repeats, || {
-        super::cpu::matmul_par(&mut cv, &av, &bv, dims, threads);
-        Ok(())
+    let gemm_ms = warm_median_ms(repeats, || {
+        crate::model::cpu::matmul_par(&mut cv, &av, &bv, dims, threads);
+        Ok::<(), candle_core::Error>(())
     })?;
 
     Ok(ModelBenchReport {

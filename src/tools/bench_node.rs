@@ -1,13 +1,14 @@
 //! `semcorr bench node`: the node's per-cloud work without ROS (decode, filters,
-//! preprocessing + forward pass, matching) on sample sensor clouds of several sizes. This
-//! is the "pure inference" time the end-to-end latency of `scripts/bench_node.sh` is
-//! compared with.
+//! preprocessing + forward pass, matching), through the node's own
+//! [`process_message`], on sample sensor clouds of several sizes. This is the "pure
+//! inference" time the end-to-end latency of `scripts/bench_node.sh` is compared with.
 
-use super::params::NodeParams;
-use super::pipeline::{cloud_message, Pipeline, Settings, StageTimes};
 use super::samples::{sample_clouds, SampleOptions};
-use super::stats::percentile;
 use crate::error::Result;
+use crate::node::pointcloud2;
+use crate::node::process_message;
+use crate::pipeline::{NodeParams, Pipeline, Settings, StageTimes};
+use crate::stats::percentile;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -48,20 +49,20 @@ pub fn node_bench(
             ..Default::default()
         })?
         .iter()
-        .map(|s| cloud_message(&s.cloud))
+        .map(|s| pointcloud2::encode_xyz(&s.cloud.points))
         .collect();
-        pipeline.process(&msgs[0], &settings)?; // warm-up
+        process_message(&pipeline, &msgs[0], &settings)?; // warm-up
         let mut totals = Vec::with_capacity(repeats);
         let mut sum = StageTimes::default();
         let period = rate_hz.map(|hz| Duration::from_secs_f64(1.0 / hz));
         for i in 0..repeats.max(1) {
             let started = std::time::Instant::now();
-            let r = pipeline.process(&msgs[i % msgs.len()], &settings)?;
+            let r = process_message(&pipeline, &msgs[i % msgs.len()], &settings)?.result;
             if let Some(period) = period {
                 std::thread::sleep(period.saturating_sub(started.elapsed()));
             }
             let t = r.times;
-            totals.push((t.decode + t.filter + t.inference + t.matching).as_secs_f64() * 1e3);
+            totals.push(t.total().as_secs_f64() * 1e3);
             sum.decode += t.decode;
             sum.filter += t.filter;
             sum.inference += t.inference;

@@ -2,81 +2,14 @@
 //! components to RGB, as CPNet's Figure 5) seen from above the front at three quarters,
 //! with the matched keypoints marked and labelled.
 
-use super::KeypointMatch;
+use super::font::{register_font, FONT_FAMILY};
+use super::pca_colors;
 use crate::cloud::{Cloud, Prepared};
+use crate::embedding::Embeddings;
 use crate::error::{Error, Result};
-use crate::eval::Embeddings;
-use nalgebra::{DMatrix, SymmetricEigen};
+use crate::matching::KeypointMatch;
 use plotters::prelude::*;
 use std::path::Path;
-
-/// Per-sample RGB from the top three principal components of the embeddings, each mapped
-/// to 0..255 by rank.
-pub fn pca_colors(emb: &Embeddings) -> Vec<[u8; 3]> {
-    let (n, d) = (emb.num_points, emb.dim);
-    if n == 0 || d == 0 {
-        return vec![[128; 3]; n];
-    }
-    let mut mean = vec![0f64; d];
-    for i in 0..n {
-        for (m, &v) in mean.iter_mut().zip(emb.row(i)) {
-            *m += v as f64 / n as f64;
-        }
-    }
-    let mut cov = DMatrix::<f64>::zeros(d, d);
-    let mut c = vec![0f64; d];
-    for i in 0..n {
-        for (k, (&v, m)) in emb.row(i).iter().zip(&mean).enumerate() {
-            c[k] = v as f64 - m;
-        }
-        for a in 0..d {
-            for b in a..d {
-                cov[(a, b)] += c[a] * c[b];
-            }
-        }
-    }
-    for a in 0..d {
-        for b in 0..a {
-            cov[(a, b)] = cov[(b, a)];
-        }
-    }
-    let eig = SymmetricEigen::new(cov);
-    let mut order: Vec<usize> = (0..d).collect();
-    order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
-    let mut chan = [vec![0f64; n], vec![0f64; n], vec![0f64; n]];
-    for (ch, &k) in chan
-        .iter_mut()
-        .zip(order.iter().chain(order.iter()).take(3))
-    {
-        let v = eig.eigenvectors.column(k);
-        for (i, out) in ch.iter_mut().enumerate() {
-            *out = emb
-                .row(i)
-                .iter()
-                .zip(&mean)
-                .enumerate()
-                .map(|(j, (&x, m))| (x as f64 - m) * v[j])
-                .sum();
-        }
-    }
-    // Rank per channel (histogram equalisation): embeddings are heavy-tailed, and min-max
-    // or percentile scaling left most of a cloud one colour.
-    let scaled: Vec<Vec<u8>> = chan
-        .iter()
-        .map(|ch| {
-            let mut order: Vec<usize> = (0..n).collect();
-            order.sort_by(|&a, &b| ch[a].total_cmp(&ch[b]));
-            let mut out = vec![0u8; n];
-            for (rank, &i) in order.iter().enumerate() {
-                out[i] = (rank * 255 / (n - 1).max(1)) as u8;
-            }
-            out
-        })
-        .collect();
-    (0..n)
-        .map(|i| [scaled[0][i], scaled[1][i], scaled[2][i]])
-        .collect()
-}
 
 /// The view: yaw 35 degrees about the up axis (y, ShapeNet's convention), then pitch 30
 /// degrees looking down. Returns (screen x, screen y up, depth towards the viewer).
@@ -90,7 +23,8 @@ fn view(p: [f32; 3]) -> (f32, f32, f32) {
     (x, y, depth)
 }
 
-/// Draws the picture to a `width x height` PNG at `path`.
+/// Draws the picture to a `width x height` PNG at `path`. `cloud` is in the frame the
+/// picture shows (y up); each match's `index` refers to it.
 pub fn render_png(
     path: &Path,
     cloud: &Cloud,
@@ -127,7 +61,7 @@ pub fn render_png(
         let cy = h / 2.0 - (y - 0.5 * (y0 + y1)) * s;
         (cx.round() as i32, cy.round() as i32)
     };
-    let text_ok = crate::plot::register_font();
+    let text_ok = register_font();
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let radius = ((w.min(h) / 250.0).round() as i32).max(2);
@@ -140,9 +74,9 @@ pub fn render_png(
         ))
         .map_err(|e| err(e.to_string()))?;
     }
-    let font = (crate::plot::FONT_FAMILY, 16).into_font();
+    let font = (FONT_FAMILY, 16).into_font();
     for m in matches {
-        let (x, y, _) = view(prepared.transform.apply_point(m.xyz));
+        let (x, y, _) = view(prepared.transform.apply_point(cloud.points[m.index]));
         let c = to_px(x, y);
         let style = if m.accepted {
             BLACK
@@ -168,7 +102,7 @@ pub fn render_png(
         root.draw(&Text::new(
             title.to_string(),
             (10, 10),
-            (crate::plot::FONT_FAMILY, 18).into_font(),
+            (FONT_FAMILY, 18).into_font(),
         ))
         .map_err(|e| err(e.to_string()))?;
     }

@@ -8,10 +8,11 @@ use rand_chacha::ChaCha8Rng;
 use std::fmt;
 use std::io::Write;
 use std::process::Command;
-use std::time::Instant;
+use super::median_ms;
+use std::convert::Infallible;
 
 /// The baseline script, embedded so the bench works wherever the binary runs.
-const SCIPY_SCRIPT: &str = include_str!("../scripts/bench_geodesic_scipy.py");
+const SCIPY_SCRIPT: &str = include_str!("../../scripts/bench_geodesic_scipy.py");
 
 /// The scipy baseline runs at most this many times per step (its all-pairs step takes
 /// most of a second).
@@ -50,6 +51,17 @@ pub struct GeodesicBenchReport {
     pub scipy: Result<ScipyTimes, String>,
 }
 
+fn ok<T>(v: T) -> Result<T, Infallible> {
+    Ok(v)
+}
+
+fn infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
 /// `n` points sampled uniformly (by area) on a torus with major radius 0.25 and minor
 /// radius 0.1 (bounding-box diagonal about 1, like a normalised cloud), seeded.
 pub fn torus_cloud(n: usize, seed: u64) -> Vec<[f32; 3]> {
@@ -69,17 +81,6 @@ pub fn torus_cloud(n: usize, seed: u64) -> Vec<[f32; 3]> {
     points
 }
 
-fn median_ms<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
-    let mut times = Vec::with_capacity(repeats.max(1));
-    let mut out = None;
-    for _ in 0..repeats.max(1) {
-        let t0 = Instant::now();
-        out = Some(std::hint::black_box(f()));
-        times.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], out.expect("at least one run"))
-}
 
 fn mean(values: &[f32]) -> f64 {
     let finite = values.iter().filter(|v| v.is_finite());
@@ -106,13 +107,13 @@ pub fn geodesic_bench(
         .map(|i| i * num_points / num_sources.max(1))
         .filter(|&s| s < num_points)
         .collect();
-    let (build_ms, graph) = median_ms(repeats, || KnnGraph::build(&points, k));
-    let (all_pairs_ms, all) = median_ms(repeats, || graph.all_pairs());
-    let (sources_ms, from) = median_ms(repeats, || {
-        graph
+    let (build_ms, graph) = infallible(median_ms(repeats, false, || ok(KnnGraph::build(&points, k))));
+    let (all_pairs_ms, all) = infallible(median_ms(repeats, false, || ok(graph.all_pairs())));
+    let (sources_ms, from) = infallible(median_ms(repeats, false, || {
+        ok(graph
             .from_sources(&sources)
-            .expect("bench sources are in range")
-    });
+            .expect("bench sources are in range"))
+    }));
     GeodesicBenchReport {
         num_points,
         k,

@@ -1,0 +1,9 @@
+//! Pictures for humans: the colours of embeddings, the inference picture (`semcorr infer
+//! --png`) and the font every picture's text uses (training curves too).
+
+mod colors;
+pub mod font;
+mod inference;
+
+pub use colors::pca_colors;
+pub use inference::render_png;

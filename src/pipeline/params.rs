@@ -1,0 +1,748 @@
+//! The node's parameters. [`PARAMS`] is the one table of them: name, ROS type, whether a
+//! change needs a restart, a description, and how to read and write the field of
+//! [`NodeParams`]. Everything else is driven by it: the r2r adapter declares and reads ROS
+//! parameters through it, `config/semcorr.yaml` (`ros__parameters` layout) and `semcorr
+//! infer --set name=value` are parsed through it, and the README's parameter table is
+//! generated from it ([`markdown_table`]; a test keeps the README, the shipped YAML and the
+//! launch files equal to it). A bad value is refused with a message naming the parameter.
+
+use crate::deploy::Precision;
+use crate::error::{Error, Result};
+use nalgebra::Vector3;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+/// Everything `semcorr_node` (and `semcorr infer`) can be told. Field docs are in [`PARAMS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeParams {
+    pub model_path: String,
+    pub device: DeviceChoice,
+    pub precision: PrecisionChoice,
+    pub num_points: i64,
+    pub score_threshold: f64,
+    pub max_keypoints: i64,
+    pub crop_box: Vec<f64>,
+    pub voxel_size: f64,
+    pub publish_embedding_cloud: bool,
+    pub up_axis: UpAxis,
+    pub face_sensor: bool,
+}
+
+impl Default for NodeParams {
+    fn default() -> Self {
+        NodeParams {
+            model_path: "models/mug_partial.gguf".into(),
+            device: DeviceChoice::Cpu,
+            precision: PrecisionChoice::Auto,
+            num_points: 0,
+            score_threshold: 0.3,
+            max_keypoints: 0,
+            crop_box: Vec::new(),
+            voxel_size: 0.0,
+            publish_embedding_cloud: false,
+            up_axis: UpAxis::PosZ,
+            face_sensor: true,
+        }
+    }
+}
+
+/// Where inference runs: `cpu` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            d => d
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("'{d}' is not cpu or cuda:N (e.g. cuda:0)")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Runtime precision: `auto` = the model file's, dequantized to f32 on a CPU (the fastest
+/// there); a named one runs candle's matmuls on weights stored in that precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionChoice {
+    Auto,
+    Fixed(Precision),
+}
+
+impl FromStr for PrecisionChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(PrecisionChoice::Auto);
+        }
+        s.parse()
+            .map(PrecisionChoice::Fixed)
+            .map_err(|_| format!("'{s}' is not auto, f32, f16, q8_0 or q4_0"))
+    }
+}
+
+impl fmt::Display for PrecisionChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrecisionChoice::Auto => f.write_str("auto"),
+            PrecisionChoice::Fixed(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// The input frame's axis pointing up (against gravity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpAxis {
+    PosX,
+    NegX,
+    PosY,
+    NegY,
+    PosZ,
+    NegZ,
+}
+
+impl UpAxis {
+    pub const ALL: [UpAxis; 6] = [
+        UpAxis::PosX,
+        UpAxis::NegX,
+        UpAxis::PosY,
+        UpAxis::NegY,
+        UpAxis::PosZ,
+        UpAxis::NegZ,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UpAxis::PosX => "+x",
+            UpAxis::NegX => "-x",
+            UpAxis::PosY => "+y",
+            UpAxis::NegY => "-y",
+            UpAxis::PosZ => "+z",
+            UpAxis::NegZ => "-z",
+        }
+    }
+
+    /// The axis as a unit vector of the input frame.
+    pub fn vector(self) -> Vector3<f32> {
+        let (i, sign) = match self {
+            UpAxis::PosX => (0, 1.0),
+            UpAxis::NegX => (0, -1.0),
+            UpAxis::PosY => (1, 1.0),
+            UpAxis::NegY => (1, -1.0),
+            UpAxis::PosZ => (2, 1.0),
+            UpAxis::NegZ => (2, -1.0),
+        };
+        Vector3::ith(i, sign)
+    }
+}
+
+impl FromStr for UpAxis {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        UpAxis::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("'{s}' is not one of +x -x +y -y +z -z"))
+    }
+}
+
+impl fmt::Display for UpAxis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A parameter's value as ROS types it (the types the node uses). The r2r adapter converts
+/// to and from r2r's own type; the core never sees ROS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Bool(bool),
+    Integer(i64),
+    Double(f64),
+    String(String),
+    DoubleArray(Vec<f64>),
+}
+
+/// The ROS type of a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Bool,
+    Integer,
+    Double,
+    String,
+    DoubleArray,
+}
+
+impl ParamType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamType::Bool => "bool",
+            ParamType::Integer => "integer",
+            ParamType::Double => "double",
+            ParamType::String => "string",
+            ParamType::DoubleArray => "double array",
+        }
+    }
+}
+
+type Why = std::result::Result<(), String>;
+
+/// One row of the parameter table.
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub kind: ParamType,
+    /// Chooses or loads the model: a change takes effect at restart.
+    pub restart_only: bool,
+    pub description: &'static str,
+    get: fn(&NodeParams) -> ParamValue,
+    /// Stores an already type-checked value; `Err` says why the value is refused.
+    set: fn(&mut NodeParams, ParamValue) -> Why,
+}
+
+impl ParamSpec {
+    /// The parameter's value in `p`.
+    pub fn value(&self, p: &NodeParams) -> ParamValue {
+        (self.get)(p)
+    }
+}
+
+fn string(v: ParamValue) -> String {
+    match v {
+        ParamValue::String(s) => s,
+        _ => unreachable!("type-checked by ParamValue::coerce"),
+    }
+}
+
+fn parsed<T: FromStr<Err = String>>(v: ParamValue) -> std::result::Result<T, String> {
+    string(v).parse()
+}
+
+fn integer(v: ParamValue) -> i64 {
+    match v {
+        ParamValue::Integer(i) => i,
+        _ => unreachable!("type-checked by ParamValue::coerce"),
+    }
+}
+
+fn double(v: ParamValue) -> f64 {
+    match v {
+        ParamValue::Double(x) => x,
+        _ => unreachable!("type-checked by ParamValue::coerce"),
+    }
+}
+
+fn boolean(v: ParamValue) -> bool {
+    match v {
+        ParamValue::Bool(b) => b,
+        _ => unreachable!("type-checked by ParamValue::coerce"),
+    }
+}
+
+/// Every parameter of the node, in declaration order.
+pub const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "model_path",
+        kind: ParamType::String,
+        restart_only: true,
+        description: "deployed model (.gguf from `semcorr export`)",
+        get: |p| ParamValue::String(p.model_path.clone()),
+        set: |p, v| {
+            p.model_path = string(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "device",
+        kind: ParamType::String,
+        restart_only: true,
+        description: "`cpu` or `cuda:N` (a build with `--features cuda`)",
+        get: |p| ParamValue::String(p.device.to_string()),
+        set: |p, v| {
+            p.device = parsed(v)?;
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "precision",
+        kind: ParamType::String,
+        restart_only: true,
+        description: "`auto` (the file's, dequantized to f32 on CPU: the fastest there), \
+                      `f32`, `f16`, `q8_0`, `q4_0`",
+        get: |p| ParamValue::String(p.precision.to_string()),
+        set: |p, v| {
+            p.precision = parsed(v)?;
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "num_points",
+        kind: ParamType::Integer,
+        restart_only: true,
+        description: "points fed to the network; 0 = the model's own",
+        get: |p| ParamValue::Integer(p.num_points),
+        set: |p, v| {
+            p.num_points = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "score_threshold",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "correspondences scoring below this are not published, in [0, 1]",
+        get: |p| ParamValue::Double(p.score_threshold),
+        set: |p, v| {
+            p.score_threshold = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "max_keypoints",
+        kind: ParamType::Integer,
+        restart_only: false,
+        description: "publish at most this many correspondences, best first; 0 = all",
+        get: |p| ParamValue::Integer(p.max_keypoints),
+        set: |p, v| {
+            p.max_keypoints = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "crop_box",
+        kind: ParamType::DoubleArray,
+        restart_only: false,
+        description: "`[xmin, ymin, zmin, xmax, ymax, zmax]` in the input frame; empty or all \
+                      zeros = no crop",
+        get: |p| ParamValue::DoubleArray(p.crop_box.clone()),
+        set: |p, v| {
+            p.crop_box = match v {
+                ParamValue::DoubleArray(xs) => xs,
+                _ => unreachable!("type-checked by ParamValue::coerce"),
+            };
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "voxel_size",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "voxel-grid edge before sampling (input units); 0 = off",
+        get: |p| ParamValue::Double(p.voxel_size),
+        set: |p, v| {
+            p.voxel_size = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "publish_embedding_cloud",
+        kind: ParamType::Bool,
+        restart_only: false,
+        description: "also publish `~/output/embedding_cloud` (xyz + rgb from the embeddings)",
+        get: |p| ParamValue::Bool(p.publish_embedding_cloud),
+        set: |p, v| {
+            p.publish_embedding_cloud = boolean(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "up_axis",
+        kind: ParamType::String,
+        restart_only: false,
+        description: "input axis pointing up: `+z` (REP-103 frames), `-y` (camera optical \
+                      frames), `+y` (the models' own frame); any of `+x -x +y -y +z -z`",
+        get: |p| ParamValue::String(p.up_axis.to_string()),
+        set: |p, v| {
+            p.up_axis = parsed(v)?;
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "face_sensor",
+        kind: ParamType::Bool,
+        restart_only: false,
+        description: "turn each cloud about the up axis so its side facing the sensor is the \
+                      models' front; false = only align up",
+        get: |p| ParamValue::Bool(p.face_sensor),
+        set: |p, v| {
+            p.face_sensor = boolean(v);
+            Ok(())
+        },
+    },
+];
+
+/// The row of `name`, or an error listing the known names.
+pub fn spec(name: &str) -> Result<&'static ParamSpec> {
+    PARAMS.iter().find(|s| s.name == name).ok_or_else(|| {
+        let known: Vec<&str> = PARAMS.iter().map(|s| s.name).collect();
+        Error::invalid(format!(
+            "unknown parameter '{name}' (known: {})",
+            known.join(", ")
+        ))
+    })
+}
+
+impl ParamValue {
+    /// This value as `kind`, or why not. Integers are accepted where doubles are expected
+    /// (`0` in a YAML file is an integer); nothing else is converted.
+    fn coerce(self, kind: ParamType) -> std::result::Result<ParamValue, String> {
+        use ParamValue as V;
+        Ok(match (kind, self) {
+            (ParamType::Bool, v @ V::Bool(_))
+            | (ParamType::Integer, v @ V::Integer(_))
+            | (ParamType::Double, v @ V::Double(_))
+            | (ParamType::String, v @ V::String(_))
+            | (ParamType::DoubleArray, v @ V::DoubleArray(_)) => v,
+            (ParamType::Double, V::Integer(i)) => V::Double(i as f64),
+            (_, v) => return Err(format!("expected {}, got {v}", kind.name())),
+        })
+    }
+
+    /// A value written as YAML (a params file's entry, `--set name=value`): `true`, `3`,
+    /// `0.5`, `+z`, `[0, 0.5]`. An empty list is a double array.
+    pub fn from_yaml(v: &serde_yaml::Value) -> std::result::Result<ParamValue, String> {
+        use serde_yaml::Value as Y;
+        match v {
+            Y::Bool(b) => Ok(ParamValue::Bool(*b)),
+            Y::Number(n) => Ok(match n.as_i64() {
+                Some(i) => ParamValue::Integer(i),
+                None => ParamValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+            }),
+            Y::String(s) => Ok(ParamValue::String(s.clone())),
+            Y::Sequence(items) => items
+                .iter()
+                .map(|x| x.as_f64().ok_or_else(|| format!("{x:?} in a list is not a number")))
+                .collect::<std::result::Result<_, _>>()
+                .map(ParamValue::DoubleArray),
+            other => Err(format!("{other:?} is not a bool, number, string or list")),
+        }
+    }
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Bool(b) => write!(f, "bool {b}"),
+            ParamValue::Integer(i) => write!(f, "integer {i}"),
+            ParamValue::Double(x) => write!(f, "double {x}"),
+            ParamValue::String(s) => write!(f, "string '{s}'"),
+            ParamValue::DoubleArray(xs) => write!(f, "double array {xs:?}"),
+        }
+    }
+}
+
+fn refuse(name: &str, why: impl fmt::Display) -> Error {
+    Error::invalid(format!("parameter '{name}': {why}"))
+}
+
+impl NodeParams {
+    /// Sets one parameter from a value, type-checked and parsed; the error names it. Range
+    /// checks that involve the whole set are [`NodeParams::validate`]'s.
+    pub fn set(&mut self, name: &str, value: ParamValue) -> Result<()> {
+        let spec = spec(name)?;
+        let value = value.coerce(spec.kind).map_err(|why| refuse(name, why))?;
+        (spec.set)(self, value).map_err(|why| refuse(name, why))
+    }
+
+    /// Applies `name=value` overrides (`semcorr infer --set`), each value written as YAML;
+    /// lists are written `name=[a,b]`.
+    pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<()> {
+        for item in overrides {
+            let (name, text) = item.split_once('=').ok_or_else(|| {
+                Error::invalid(format!("--set '{item}': expected name=value"))
+            })?;
+            let yaml: serde_yaml::Value = serde_yaml::from_str(text)
+                .map_err(|e| Error::parse(format!("--set {name}"), e))?;
+            let value = ParamValue::from_yaml(&yaml).map_err(|why| refuse(name, why))?;
+            self.set(name, value)?;
+        }
+        self.validate()
+    }
+
+    /// Reads the node's section of a ROS 2 params file
+    /// (`<node name or /**>: {ros__parameters: {...}}`) over the defaults. Unknown names
+    /// are errors: a typo in a file should not pass silently.
+    pub fn from_ros_yaml(path: &Path, node_name: &str) -> Result<NodeParams> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| Error::parse(path.display().to_string(), e))?;
+        let section = [
+            node_name.to_string(),
+            format!("/{node_name}"),
+            "/**".to_string(),
+        ]
+        .iter()
+        .find_map(|k| doc.get(k.as_str()))
+        .and_then(|n| n.get("ros__parameters"))
+        .ok_or_else(|| {
+            Error::format(path, format!("no '{node_name}: ros__parameters:' section"))
+        })?;
+        let map = section
+            .as_mapping()
+            .ok_or_else(|| Error::format(path, "ros__parameters is not a mapping"))?;
+        let mut params = NodeParams::default();
+        for (key, value) in map {
+            let name = key.as_str().unwrap_or("?");
+            let value = ParamValue::from_yaml(value)
+                .map_err(|why| Error::format(path, format!("parameter '{name}': {why}")))?;
+            params
+                .set(name, value)
+                .map_err(|e| Error::format(path, e.to_string()))?;
+        }
+        params
+            .validate()
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        Ok(params)
+    }
+
+    /// Checks the ranges of every value; the error names the parameter.
+    pub fn validate(&self) -> Result<()> {
+        if self.model_path.is_empty() {
+            return Err(refuse(
+                "model_path",
+                "required (a .gguf file from `semcorr export`)",
+            ));
+        }
+        if self.num_points < 0 || (self.num_points > 0 && self.num_points < 16) {
+            return Err(refuse(
+                "num_points",
+                format!("{} (0 = the model's, else at least 16)", self.num_points),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.score_threshold) {
+            return Err(refuse(
+                "score_threshold",
+                format!("{} is not in [0, 1]", self.score_threshold),
+            ));
+        }
+        if self.max_keypoints < 0 {
+            return Err(refuse(
+                "max_keypoints",
+                format!("{} is negative (0 = all)", self.max_keypoints),
+            ));
+        }
+        self.crop_bounds()?;
+        if !(self.voxel_size >= 0.0 && self.voxel_size.is_finite()) {
+            return Err(refuse(
+                "voxel_size",
+                format!("{} (must be 0 or positive)", self.voxel_size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The crop box, `None` when off (empty or all zeros: ROS params files cannot type an
+    /// empty list).
+    pub fn crop_bounds(&self) -> Result<Option<[f32; 6]>> {
+        match self.crop_box.as_slice() {
+            [] => Ok(None),
+            b if b.iter().all(|&v| v == 0.0) => Ok(None),
+            b @ [x0, y0, z0, x1, y1, z1] => {
+                if x0 < x1 && y0 < y1 && z0 < z1 {
+                    Ok(Some(std::array::from_fn(|i| b[i] as f32)))
+                } else {
+                    Err(refuse(
+                        "crop_box",
+                        format!("{b:?}: each min must be below its max"),
+                    ))
+                }
+            }
+            other => Err(refuse(
+                "crop_box",
+                format!(
+                    "{} values; expected none or 6 (xmin ymin zmin xmax ymax zmax)",
+                    other.len()
+                ),
+            )),
+        }
+    }
+}
+
+/// The README's parameter table, generated from [`PARAMS`] and the defaults.
+pub fn markdown_table() -> String {
+    let defaults = NodeParams::default();
+    let mut s = String::from("| parameter | type | default | at run time | meaning |\n");
+    s += "|---|---|---|---|---|\n";
+    for p in PARAMS {
+        let default = match p.value(&defaults) {
+            ParamValue::Bool(b) => b.to_string(),
+            ParamValue::Integer(i) => i.to_string(),
+            ParamValue::Double(x) => format!("{x:?}"),
+            ParamValue::String(v) => v,
+            ParamValue::DoubleArray(xs) => format!("{xs:?}"),
+        };
+        s += &format!(
+            "| `{}` | {} | `{default}` | {} | {} |\n",
+            p.name,
+            p.kind.name(),
+            if p.restart_only { "restart" } else { "yes" },
+            p.description
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn shipped_config_equals_the_table_defaults() {
+        let path = root().join("config/semcorr.yaml");
+        let p = NodeParams::from_ros_yaml(&path, "semcorr_node").unwrap();
+        let defaults = NodeParams::default();
+        for spec in PARAMS {
+            // crop_box: the file writes "off" as six zeros (no empty lists in ROS files).
+            if spec.name == "crop_box" {
+                assert_eq!(p.crop_bounds().unwrap(), None);
+                continue;
+            }
+            assert_eq!(spec.value(&p), spec.value(&defaults), "{}", spec.name);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for spec in PARAMS {
+            assert!(text.contains(&format!("    {}:", spec.name)), "{}", spec.name);
+        }
+        assert!(root().join(&p.model_path).is_file());
+    }
+
+    #[test]
+    fn launch_files_default_to_the_table_model() {
+        let model = NodeParams::default().model_path;
+        let (dir, file) = model.split_once('/').unwrap();
+        let py = std::fs::read_to_string(root().join("launch/semcorr.launch.py")).unwrap();
+        assert!(py.contains(&format!("[share, \"{dir}\", \"{file}\"]")), "{py}");
+        let xml = std::fs::read_to_string(root().join("launch/semcorr.launch.xml")).unwrap();
+        assert!(
+            xml.contains(&format!("$(find-pkg-share semcorr)/{model}\"")),
+            "{xml}"
+        );
+        for launch in [&py, &xml] {
+            assert!(launch.contains("config") && launch.contains("semcorr.yaml"));
+        }
+    }
+
+    #[test]
+    fn readme_documents_every_parameter() {
+        let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+        assert!(
+            readme.contains(&markdown_table()),
+            "README's parameter table differs from the code; paste:\n{}",
+            markdown_table()
+        );
+    }
+
+    #[test]
+    fn every_parameter_reads_back_what_it_wrote() {
+        let mut p = NodeParams::default();
+        for spec in PARAMS {
+            let v = spec.value(&NodeParams::default());
+            p.set(spec.name, v.clone()).unwrap();
+            assert_eq!(spec.value(&p), v, "{}", spec.name);
+        }
+        assert_eq!(p, NodeParams::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        let s = |t: &str| ParamValue::String(t.into());
+        let cases = [
+            ("up_axis", s("up")),
+            ("device", s("gpu")),
+            ("precision", s("int4")),
+            ("num_points", ParamValue::Integer(3)),
+            ("num_points", ParamValue::Double(2.5)),
+            ("score_threshold", ParamValue::Double(1.5)),
+            ("score_threshold", s("high")),
+            ("max_keypoints", ParamValue::Integer(-1)),
+            ("crop_box", ParamValue::DoubleArray(vec![0.0, 1.0])),
+            ("voxel_size", ParamValue::Double(f64::NAN)),
+            ("face_sensor", ParamValue::Integer(1)),
+        ];
+        for (name, v) in cases {
+            let mut p = NodeParams::default();
+            let e = p
+                .set(name, v.clone())
+                .and_then(|()| p.validate())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("'{name}'")), "{name} {v}: {e}");
+        }
+        let e = NodeParams::default()
+            .set("scor_threshold", ParamValue::Double(0.1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scor_threshold") && e.contains("score_threshold"), "{e}");
+    }
+
+    #[test]
+    fn typed_values_parse() {
+        let mut p = NodeParams::default();
+        p.apply_overrides(&[
+            "device=cuda:1".into(),
+            "precision=q8_0".into(),
+            "up_axis=-y".into(),
+            "crop_box=[-1, -1, 0, 1, 1, 2.5]".into(),
+            "score_threshold=1".into(),
+        ])
+        .unwrap();
+        assert_eq!(p.device, DeviceChoice::Cuda(1));
+        assert_eq!(p.precision, PrecisionChoice::Fixed(Precision::Q8_0));
+        assert_eq!(p.up_axis, UpAxis::NegY);
+        assert_eq!(p.up_axis.vector(), -Vector3::y());
+        assert_eq!(p.score_threshold, 1.0);
+        assert_eq!(
+            p.crop_bounds().unwrap(),
+            Some([-1.0, -1.0, 0.0, 1.0, 1.0, 2.5])
+        );
+        let e = p
+            .apply_overrides(&["voxel_size".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("name=value"), "{e}");
+    }
+
+    #[test]
+    fn unknown_or_mistyped_keys_in_the_file_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.yaml");
+        std::fs::write(
+            &p,
+            "semcorr_node:\n  ros__parameters:\n    scor_threshold: 0.5\n",
+        )
+        .unwrap();
+        let e = NodeParams::from_ros_yaml(&p, "semcorr_node")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scor_threshold") && e.contains("p.yaml"), "{e}");
+        std::fs::write(&p, "/**:\n  ros__parameters:\n    voxel_size: big\n").unwrap();
+        let e = NodeParams::from_ros_yaml(&p, "semcorr_node")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("voxel_size"), "{e}");
+        std::fs::write(&p, "other:\n  ros__parameters: {}\n").unwrap();
+        let e = NodeParams::from_ros_yaml(&p, "semcorr_node")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ros__parameters"), "{e}");
+    }
+}
