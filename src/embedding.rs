@@ -163,5 +163,4 @@ mod tests {
         assert_eq!(nearest_row(&e, &[1.0; 9]), 2);
         assert_eq!(squared_distance(&[1.0; 9], &[0.0; 9]), 9.0);
     }
-
 }

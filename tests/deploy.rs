@@ -6,8 +6,8 @@ use candle_core::quantized::gguf_file::{self, Content, Value};
 use semcorr::dataset::synth::{generate_dataset, SynthOptions};
 use semcorr::dataset::{Dataset, Split};
 use semcorr::deploy::{DeployedModel, Precision, Runtime};
-use semcorr::matching::Matcher;
 use semcorr::embedding::Embedder;
+use semcorr::matching::Matcher;
 use semcorr::train::{load_network, train, TrainConfig, LAST_CHECKPOINT};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -338,7 +338,11 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
                 .iter()
                 .map(|x| x.as_f64().unwrap() as f32)
                 .collect();
-            assert_eq!(xyz, cloud.points[i].to_vec(), "published in the input frame");
+            assert_eq!(
+                xyz,
+                cloud.points[i].to_vec(),
+                "published in the input frame"
+            );
         }
         assert_eq!(png_size(&png), (800, 600));
     }
@@ -410,4 +414,44 @@ fn few_shot_templates_replace_the_template_set() {
     assert_eq!(again.templates, model.templates);
     assert_eq!(again.weights().len(), model.weights().len());
     assert_eq!(again.name(), "gguf-q8_0");
+}
+
+/// The preprocessing travels with the model: a non-default setting given to training is in
+/// the checkpoint's config and in the exported file, so `eval --model` and the node use it.
+#[test]
+fn preprocessing_travels_from_training_config_to_the_exported_file() {
+    use semcorr::cloud::{NormalizationMode, SamplingMode};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth(&data, 6, 5);
+    let out = dir.path().join("run");
+    let sets: Vec<String> = vec![
+        format!("data={}", data.display()),
+        "category=mug".into(),
+        format!("out={}", out.display()),
+        "epochs=1".into(),
+        "prepare.num_points=128".into(),
+        "prepare.normalization=unit_sphere".into(),
+        "prepare.sampling=random".into(),
+        "progress=false".into(),
+    ];
+    train(TrainConfig::load(None, &sets).unwrap(), None).unwrap();
+    let ckpt = out.join(LAST_CHECKPOINT);
+    let (_, stored) = load_network(&ckpt).unwrap();
+    let prepare = stored.meta.config.prepare;
+    assert_eq!(prepare.normalization, NormalizationMode::UnitSphere);
+    assert_eq!(prepare.sampling, SamplingMode::Random);
+    let path = dir.path().join("m.gguf");
+    DeployedModel::from_checkpoint(&ckpt, Precision::Q8_0, None, Split::Train)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let model = DeployedModel::load(&path).unwrap();
+    assert_eq!(model.prepare, prepare);
+    assert_eq!(model.prepare.num_points, 128);
+    // A bad key in the block is named.
+    let e = TrainConfig::load(None, &["prepare.sampling=fastest".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sampling") || e.contains("fastest"), "{e}");
 }

@@ -60,7 +60,10 @@ fn organised_optical_frame_cloud_with_nan_holes() {
             }
             pixels.push(to_optical(p));
         }
-        pixels.resize(pixels.len().div_ceil(width) * width + 2 * width, [f32::NAN; 3]);
+        pixels.resize(
+            pixels.len().div_ceil(width) * width + 2 * width,
+            [f32::NAN; 3],
+        );
         let holes = pixels.iter().filter(|p| p[0].is_nan()).count();
         let pcd = tmp.path().join(format!("scan{k}.pcd"));
         write_organised_pcd(&pcd, &pixels, width);
@@ -80,7 +83,10 @@ fn organised_optical_frame_cloud_with_nan_holes() {
             "{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(stdout.contains(&format!("({holes} not finite)")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("({holes} not finite)")),
+            "{stdout}"
+        );
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         assert_eq!(v["dropped_non_finite"].as_u64().unwrap() as usize, holes);
         assert_eq!(v["input_points"].as_u64().unwrap() as usize, pixels.len());
@@ -104,7 +110,10 @@ fn organised_optical_frame_cloud_with_nan_holes() {
     }
     eprintln!("{near} of {published} published keypoints within 3 cm of the truth");
     assert!(published >= 6, "too few correspondences: {published}");
-    assert!(near * 10 >= published * 6, "{near} of {published} within 3 cm");
+    assert!(
+        near * 10 >= published * 6,
+        "{near} of {published} within 3 cm"
+    );
 }
 
 #[test]
@@ -138,7 +147,10 @@ fn bad_parameters_and_files_are_named() {
             vec!["--cloud", g, "--set", "crop_box=[1,2]"],
             vec!["'crop_box'"],
         ),
-        (vec!["--cloud", g, "--set", "voxel_size"], vec!["name=value"]),
+        (
+            vec!["--cloud", g, "--set", "voxel_size"],
+            vec!["name=value"],
+        ),
         (
             vec!["--cloud", g, "--params", params.to_str().unwrap()],
             vec!["p.yaml", "voxel"],

@@ -4,8 +4,8 @@
 use semcorr::dataset::synth::{generate_dataset, SynthOptions};
 use semcorr::dataset::{Dataset, Split};
 use semcorr::deploy::DeployedModel;
-use semcorr::matching::Matcher;
 use semcorr::geodesic::{KnnGraph, DEFAULT_K};
+use semcorr::matching::Matcher;
 use std::path::Path;
 
 #[test]

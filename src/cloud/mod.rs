@@ -81,17 +81,9 @@ impl Cloud {
         Ok(())
     }
 
-    /// Axis-aligned bounding box (min, max). Panics on an empty cloud: call `validate` first.
+    /// Axis-aligned bounding box (min, max); see [`bounds`].
     pub fn bounds(&self) -> ([f32; 3], [f32; 3]) {
-        let mut lo = [f32::INFINITY; 3];
-        let mut hi = [f32::NEG_INFINITY; 3];
-        for p in &self.points {
-            for k in 0..3 {
-                lo[k] = lo[k].min(p[k]);
-                hi[k] = hi[k].max(p[k]);
-            }
-        }
-        (lo, hi)
+        bounds(&self.points)
     }
 
     /// Reads a `.pcd` or `.ply` file, chosen by extension. A PLY mesh yields its vertices.
@@ -126,6 +118,20 @@ fn extension(path: &Path) -> String {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase()
+}
+
+/// Axis-aligned bounding box (min, max) of `points`. Empty input gives an inside-out box
+/// (min +inf, max -inf), so callers that can see an empty cloud check `is_empty` first.
+pub fn bounds(points: &[[f32; 3]]) -> ([f32; 3], [f32; 3]) {
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for p in points {
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    (lo, hi)
 }
 
 /// Squared Euclidean distance.

@@ -14,7 +14,7 @@ pub mod synth;
 
 pub use keypointnet::{
     keypoint_names_path, read_annotations, write_annotations, write_keypoint_names,
-    write_model_cloud, write_splits, AnnotatedModel, Category,
-    Dataset, Keypoint, MeshInfo, ModelAnnotation, ModelKey, ReflectionSymmetry, RotationSymmetry,
-    Split, Splits, Symmetries, XYZ_TOLERANCE,
+    write_model_cloud, write_splits, AnnotatedModel, Category, Dataset, Keypoint, MeshInfo,
+    ModelAnnotation, ModelKey, ReflectionSymmetry, RotationSymmetry, Split, Splits, Symmetries,
+    XYZ_TOLERANCE,
 };

@@ -48,8 +48,8 @@ pub mod vessels;
 
 use self::mesh::{Mesh, V3};
 use super::{
-    write_annotations, write_keypoint_names, write_model_cloud, write_splits, Keypoint, ModelAnnotation, ModelKey,
-    ReflectionSymmetry, Splits, Symmetries,
+    write_annotations, write_keypoint_names, write_model_cloud, write_splits, Keypoint,
+    ModelAnnotation, ModelKey, ReflectionSymmetry, Splits, Symmetries,
 };
 use crate::cloud::visibility::{visible_points, VisibilityParams};
 use crate::cloud::{dist2, farthest_point_sample, Cloud, Normalization, NormalizationMode};
@@ -822,7 +822,8 @@ mod tests {
         generate_dataset(b.path(), &small(11)).unwrap();
         generate_dataset(c.path(), &small(12)).unwrap();
         let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
-        assert_eq!(fa.len(), 3 * 5 + 3 + 3 + 1);
+        // clouds, annotations, keypoint names, splits, the marker file
+        assert_eq!(fa.len(), 3 * 5 + 3 + 3 + 3 + 1);
         assert!(fa == fb, "same seed, different output");
         let ann = "annotations/mug.json".to_string();
         assert_ne!(fa[&ann], fc[&ann]);

@@ -2,8 +2,8 @@
 //! local descriptor (FPFH, standing in for the paper's SHOT row).
 
 use super::FpfhEmbedder;
-use crate::embedding::{Embedder, Embeddings};
 use crate::cloud::{Cloud, Normalization, NormalizationMode};
+use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -8,9 +8,9 @@
 //! category's mGE is the unweighted mean over sets (so small sets weigh as much as big ones).
 
 use super::{CategoryReport, EvalReport};
-use crate::embedding::{nearest_row, Embedder, Embeddings};
 use crate::cloud::Cloud;
 use crate::dataset::{AnnotatedModel, Category, Dataset, Split};
+use crate::embedding::{nearest_row, Embedder, Embeddings};
 use crate::error::{Error, Result};
 use crate::geodesic::{DistanceMatrix, KnnGraph, DEFAULT_K};
 use rayon::prelude::*;

@@ -7,7 +7,7 @@
 //! once no unscanned cell can hold a nearer point.
 
 use super::Edge;
-use crate::cloud::dist2;
+use crate::cloud::{bounds, dist2};
 use rayon::prelude::*;
 
 pub(super) fn euclidean(a: &[f32; 3], b: &[f32; 3]) -> f32 {
@@ -20,22 +20,9 @@ pub(super) fn edge_length(points: &[[f32; 3]], i: usize, j: usize) -> f32 {
     euclidean(&points[i.min(j)], &points[i.max(j)])
 }
 
-/// Axis-aligned bounding box `(lo, hi)` of `points` (infinite, inside out, when empty).
-fn bounding_box(points: &[[f32; 3]]) -> ([f32; 3], [f32; 3]) {
-    let mut lo = [f32::INFINITY; 3];
-    let mut hi = [f32::NEG_INFINITY; 3];
-    for p in points {
-        for d in 0..3 {
-            lo[d] = lo[d].min(p[d]);
-            hi[d] = hi[d].max(p[d]);
-        }
-    }
-    (lo, hi)
-}
-
 /// Point indices sorted by Morton code (10 bits per axis over the bounding box).
 pub(super) fn morton_order(points: &[[f32; 3]]) -> Vec<u32> {
-    let (lo, hi) = bounding_box(points);
+    let (lo, hi) = bounds(points);
     let extent = (0..3).map(|d| hi[d] - lo[d]).fold(0.0f32, f32::max);
     let scale = if extent > 0.0 { 1023.0 / extent } else { 0.0 };
     // Spreads the low 10 bits of x to every third bit.
@@ -81,7 +68,7 @@ impl Grid {
     /// (surface or volume): estimated by brute force on a few points.
     fn new(points: &[[f32; 3]], kk: usize) -> Grid {
         let n = points.len();
-        let (lo, hi) = bounding_box(points);
+        let (lo, hi) = bounds(points);
         let extent = (0..3).map(|d| hi[d] - lo[d]).fold(0.0f32, f32::max);
         let samples = n.min(8);
         let mut radii: Vec<f32> = (0..samples)

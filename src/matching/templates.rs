@@ -4,9 +4,9 @@
 
 use crate::cloud::{Cloud, Prepared};
 use crate::dataset::AnnotatedModel;
+use crate::embedding::{squared_distance, Embeddings};
 use crate::error::{Error, Result};
 use crate::stats::median;
-use crate::embedding::{squared_distance, Embeddings};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -145,8 +145,6 @@ impl TemplateSet {
     }
 }
 
-
-
 /// Mean of the members closest to their coordinate-wise median, dropping the farthest
 /// [`TRIM_FRACTION`] (always keeping at least one).
 fn trimmed_mean(members: &[&[f32]]) -> Vec<f32> {
@@ -217,5 +215,4 @@ mod tests {
             "{m:?}"
         );
     }
-
 }

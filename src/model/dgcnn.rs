@@ -331,9 +331,8 @@ fn to_global_rows(idx: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::test_util::{max_abs, max_abs_diff};
-    use crate::tools::bench_model::stand_in_loss;
-    use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+    use crate::model::ops::test_util::{adamw_losses, max_abs, max_abs_diff};
+    use candle_nn::VarMap;
 
     fn small() -> DgcnnConfig {
         DgcnnConfig {
@@ -532,22 +531,7 @@ mod tests {
         let d = max_abs_diff(&e, &ep);
         assert!(d < 1e-4, "diff {d}");
 
-        let mut opt = AdamW::new(
-            vm.all_vars(),
-            ParamsAdamW {
-                lr: 1e-2,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let idx = Tensor::new(&[0u32, 3, 7, 11, 23], &dev).unwrap();
-        let mut losses = vec![];
-        for _ in 0..15 {
-            let loss = stand_in_loss(&net.forward_t(&x, true).unwrap(), &idx).unwrap();
-            losses.push(loss.to_scalar::<f32>().unwrap());
-            opt.backward_step(&loss).unwrap();
-        }
+        let losses = adamw_losses(net.as_ref(), &vm, &x, &[0, 3, 7, 11, 23], 15);
         assert!(
             losses[14] < 0.5 * losses[0],
             "loss did not drop: {losses:?}"

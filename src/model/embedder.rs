@@ -3,8 +3,8 @@
 
 use super::Backbone;
 use crate::cloud::{prepare, Cloud, PrepareConfig};
-use crate::error::{Error, Result};
 use crate::embedding::{Embedder, Embeddings};
+use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 
 /// Per-point embeddings of a network, as evaluation and inference use them.

@@ -41,9 +41,9 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+pub use activation::Activation;
 pub use dgcnn::{Dgcnn, DgcnnConfig};
 pub use embedder::NetworkEmbedder;
-pub use activation::Activation;
 pub use layers::{BatchNorm, PointLinear};
 pub use pointnet::{FusedPointNet, PointNet, PointNetConfig};
 

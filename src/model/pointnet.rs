@@ -618,10 +618,9 @@ impl Backbone for FusedPointNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::test_util::{max_abs, max_abs_diff};
-    use crate::tools::bench_model::stand_in_loss;
+    use crate::model::ops::test_util::{adamw_losses, max_abs, max_abs_diff};
     use candle_core::{DType, Device, IndexOp};
-    use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+    use candle_nn::VarMap;
 
     fn points(b: usize, n: usize, seed: u64) -> Tensor {
         let dev = Device::Cpu;
@@ -785,25 +784,9 @@ mod tests {
 
     #[test]
     fn adamw_steps_lower_a_regression_loss() {
-        let dev = Device::Cpu;
         let (vm, net) = new_net(small());
-        let mut opt = AdamW::new(
-            vm.all_vars(),
-            ParamsAdamW {
-                lr: 1e-2,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )
-        .unwrap();
         let x = points(4, 64, 5);
-        let idx = Tensor::new(&[0u32, 5, 9, 17, 33, 63], &dev).unwrap();
-        let mut losses = vec![];
-        for _ in 0..15 {
-            let loss = stand_in_loss(&net.forward_t(&x, true).unwrap(), &idx).unwrap();
-            losses.push(loss.to_scalar::<f32>().unwrap());
-            opt.backward_step(&loss).unwrap();
-        }
+        let losses = adamw_losses(&net, &vm, &x, &[0, 5, 9, 17, 33, 63], 15);
         let (first, last) = (losses[0], *losses.last().unwrap());
         assert!(last < 0.5 * first, "loss did not drop: {losses:?}");
     }

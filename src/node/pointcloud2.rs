@@ -319,10 +319,7 @@ mod tests {
                 for (height, pad) in [(1, 0), (2, 5)] {
                     let d = decode(&build(&PTS, ty, big, height, pad)).unwrap();
                     let want: Vec<[f32; 3]> = PTS.iter().map(|p| p.map(|c| c as f32)).collect();
-                    assert_eq!(
-                        d.points, want,
-                        "type {ty} big-endian {big} height {height}"
-                    );
+                    assert_eq!(d.points, want, "type {ty} big-endian {big} height {height}");
                 }
             }
         }

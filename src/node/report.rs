@@ -1,8 +1,8 @@
 //! The node's RViz markers and `/diagnostics` status, as plain data. The adapter copies
 //! them into `visualization_msgs/Marker` and `diagnostic_msgs/DiagnosticStatus`.
 
-use crate::pipeline::Correspondence;
 use super::stats::StatsSummary;
+use crate::pipeline::Correspondence;
 use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,4 +72,3 @@ pub fn pca_colors(emb: &Embeddings) -> Vec<[u8; 3]> {
         .map(|i| [scaled[0][i], scaled[1][i], scaled[2][i]])
         .collect()
 }
-

@@ -87,5 +87,4 @@ mod tests {
         assert!(close(r * -Vector3::z(), [0.0, 0.0, 1.0]));
         assert!((r.determinant() - 1.0).abs() < 1e-5);
     }
-
 }

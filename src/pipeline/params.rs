@@ -426,7 +426,10 @@ impl ParamValue {
             Y::String(s) => Ok(ParamValue::String(s.clone())),
             Y::Sequence(items) => items
                 .iter()
-                .map(|x| x.as_f64().ok_or_else(|| format!("{x:?} in a list is not a number")))
+                .map(|x| {
+                    x.as_f64()
+                        .ok_or_else(|| format!("{x:?} in a list is not a number"))
+                })
                 .collect::<std::result::Result<_, _>>()
                 .map(ParamValue::DoubleArray),
             other => Err(format!("{other:?} is not a bool, number, string or list")),
@@ -463,11 +466,11 @@ impl NodeParams {
     /// lists are written `name=[a,b]`.
     pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<()> {
         for item in overrides {
-            let (name, text) = item.split_once('=').ok_or_else(|| {
-                Error::invalid(format!("--set '{item}': expected name=value"))
-            })?;
-            let yaml: serde_yaml::Value = serde_yaml::from_str(text)
-                .map_err(|e| Error::parse(format!("--set {name}"), e))?;
+            let (name, text) = item
+                .split_once('=')
+                .ok_or_else(|| Error::invalid(format!("--set '{item}': expected name=value")))?;
+            let yaml: serde_yaml::Value =
+                serde_yaml::from_str(text).map_err(|e| Error::parse(format!("--set {name}"), e))?;
             let value = ParamValue::from_yaml(&yaml).map_err(|why| refuse(name, why))?;
             self.set(name, value)?;
         }
@@ -479,8 +482,8 @@ impl NodeParams {
     /// are errors: a typo in a file should not pass silently.
     pub fn from_ros_yaml(path: &Path, node_name: &str) -> Result<NodeParams> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text)
-            .map_err(|e| Error::parse(path.display().to_string(), e))?;
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| Error::parse(path.display().to_string(), e))?;
         let section = [
             node_name.to_string(),
             format!("/{node_name}"),
@@ -620,7 +623,11 @@ mod tests {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for spec in PARAMS {
-            assert!(text.contains(&format!("    {}:", spec.name)), "{}", spec.name);
+            assert!(
+                text.contains(&format!("    {}:", spec.name)),
+                "{}",
+                spec.name
+            );
         }
         assert!(root().join(&p.model_path).is_file());
     }
@@ -630,7 +637,10 @@ mod tests {
         let model = NodeParams::default().model_path;
         let (dir, file) = model.split_once('/').unwrap();
         let py = std::fs::read_to_string(root().join("launch/semcorr.launch.py")).unwrap();
-        assert!(py.contains(&format!("[share, \"{dir}\", \"{file}\"]")), "{py}");
+        assert!(
+            py.contains(&format!("[share, \"{dir}\", \"{file}\"]")),
+            "{py}"
+        );
         let xml = std::fs::read_to_string(root().join("launch/semcorr.launch.xml")).unwrap();
         assert!(
             xml.contains(&format!("$(find-pkg-share semcorr)/{model}\"")),
@@ -691,7 +701,10 @@ mod tests {
             .set("scor_threshold", ParamValue::Double(0.1))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("scor_threshold") && e.contains("score_threshold"), "{e}");
+        assert!(
+            e.contains("scor_threshold") && e.contains("score_threshold"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -248,8 +248,7 @@ async fn publish_diagnostics(
                 .is_some_and(|t| t.elapsed() < INPUT_TIMEOUT);
             (st.summary(), receiving)
         };
-        let report =
-            report::diagnostics(&summary, failed_before, receiving, &model, &device);
+        let report = report::diagnostics(&summary, failed_before, receiving, &model, &device);
         failed_before = summary.failed;
         let since_epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -51,8 +51,7 @@ pub fn is_restart_only(name: &str) -> bool {
 
 /// Sets one parameter of `p` from a ROS value; the error names the parameter.
 pub fn apply(p: &mut NodeParams, name: &str, v: &ParameterValue) -> Result<()> {
-    let value =
-        from_ros(v).map_err(|why| Error::invalid(format!("parameter '{name}': {why}")))?;
+    let value = from_ros(v).map_err(|why| Error::invalid(format!("parameter '{name}': {why}")))?;
     p.set(name, value)
 }
 

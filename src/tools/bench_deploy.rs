@@ -2,14 +2,13 @@
 //! (both runtimes) and test-split mGE, next to the checkpoint network measured in the same
 //! run. The README's deployment table is this output.
 
-use crate::deploy::{DeployedModel, Precision, Runtime};
+use super::warm_median_ms;
 use crate::dataset::{Dataset, Split};
-use crate::error::{Error, Result};
+use crate::deploy::{DeployedModel, Precision, Runtime};
 use crate::embedding::Embedder;
+use crate::error::{Error, Result};
 use crate::eval::evaluate_models;
 use std::path::Path;
-use super::warm_median_ms;
-
 
 /// Runs the comparison; `tmp` receives the exported files.
 pub fn deploy_bench(

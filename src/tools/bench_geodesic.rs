@@ -2,14 +2,14 @@
 //! baseline (sklearn k-NN graph + scipy Dijkstra) on the very same cloud, in the same run,
 //! so the speed-up is measured rather than quoted.
 
+use super::median_ms;
 use crate::geodesic::KnnGraph;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::convert::Infallible;
 use std::fmt;
 use std::io::Write;
 use std::process::Command;
-use super::median_ms;
-use std::convert::Infallible;
 
 /// The baseline script, embedded so the bench works wherever the binary runs.
 const SCIPY_SCRIPT: &str = include_str!("../../scripts/bench_geodesic_scipy.py");
@@ -81,7 +81,6 @@ pub fn torus_cloud(n: usize, seed: u64) -> Vec<[f32; 3]> {
     points
 }
 
-
 fn mean(values: &[f32]) -> f64 {
     let finite = values.iter().filter(|v| v.is_finite());
     let (sum, count) = finite.fold((0.0f64, 0usize), |(s, c), &v| (s + v as f64, c + 1));
@@ -107,7 +106,9 @@ pub fn geodesic_bench(
         .map(|i| i * num_points / num_sources.max(1))
         .filter(|&s| s < num_points)
         .collect();
-    let (build_ms, graph) = infallible(median_ms(repeats, false, || ok(KnnGraph::build(&points, k))));
+    let (build_ms, graph) = infallible(median_ms(repeats, false, || {
+        ok(KnnGraph::build(&points, k))
+    }));
     let (all_pairs_ms, all) = infallible(median_ms(repeats, false, || ok(graph.all_pairs())));
     let (sources_ms, from) = infallible(median_ms(repeats, false, || {
         ok(graph

@@ -1,8 +1,8 @@
 //! `semcorr bench model`: PointNet inference and training-step timings on this machine,
 //! set against a plain matmul of the same FLOP count (what gemm can do at best here).
 
-use std::fmt;
 use super::warm_median_ms;
+use std::fmt;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -135,7 +135,6 @@ pub fn gemm_kernel() -> &'static str {
         "scalar"
     }
 }
-
 
 fn random_points(b: usize, n: usize, seed: u64, dev: &Device) -> Result<Tensor> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -13,7 +13,5 @@ mod trainer;
 pub use augment::{training_item, TrainingItem};
 pub use checkpoint::{Checkpoint, EpochMetrics};
 pub use config::TrainConfig;
-pub use trainer::{
-    load_network, train, Network, TrainOutcome, BEST_CHECKPOINT, CURVES_PNG, LAST_CHECKPOINT,
-    METRICS_CSV,
-};
+pub use report::{CURVES_PNG, METRICS_CSV};
+pub use trainer::{load_network, train, Network, TrainOutcome, BEST_CHECKPOINT, LAST_CHECKPOINT};

@@ -6,6 +6,11 @@ use crate::picture::font::{register_font, FONT_FAMILY};
 use plotters::prelude::*;
 use std::path::Path;
 
+/// The run folder's metric table, one row per epoch.
+pub const METRICS_CSV: &str = "metrics.csv";
+/// The run folder's loss and mGE curves.
+pub const CURVES_PNG: &str = "curves.png";
+
 pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     let mut csv =
@@ -23,7 +28,7 @@ pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
             m.seconds
         ));
     }
-    write_file_atomic(dir.join(super::trainer::METRICS_CSV), csv.as_bytes())
+    write_file_atomic(dir.join(METRICS_CSV), csv.as_bytes())
 }
 
 /// A named, coloured curve.

@@ -8,6 +8,7 @@ use super::config::TrainConfig;
 use super::loss::{geodesic_consistency_loss, BatchKeypoint, Margins};
 use super::margins::MarginTable;
 use super::optim::{AdamW, AdamWConfig};
+use super::report::CURVES_PNG;
 use super::seeded_init::SeededVarMap;
 use crate::cloud::PrepareConfig;
 use crate::dataset::{AnnotatedModel, Dataset, Split};
@@ -27,8 +28,6 @@ use std::time::Instant;
 /// File names inside the run folder.
 pub const LAST_CHECKPOINT: &str = "last.safetensors";
 pub const BEST_CHECKPOINT: &str = "best.safetensors";
-pub const METRICS_CSV: &str = "metrics.csv";
-pub const CURVES_PNG: &str = "curves.png";
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]

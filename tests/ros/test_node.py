@@ -112,7 +112,7 @@ class NodeTest(unittest.TestCase):
             stdout=subprocess.DEVNULL,
         )
         with open(matches) as f:
-            cls.model_ids = {m["semantic_id"] for m in json.load(f)}
+            cls.model_ids = {m["semantic_id"] for m in json.load(f)["matches"]}
 
     @classmethod
     def tearDownClass(cls):

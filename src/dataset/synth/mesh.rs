@@ -56,13 +56,9 @@ impl Mesh {
 
     /// Axis-aligned bounding box (min, max).
     pub fn bbox(&self) -> (V3, V3) {
-        let mut lo = V3::repeat(f32::INFINITY);
-        let mut hi = V3::repeat(f32::NEG_INFINITY);
-        for p in &self.vertices {
-            lo = lo.inf(p);
-            hi = hi.sup(p);
-        }
-        (lo, hi)
+        let points: Vec<[f32; 3]> = self.vertices.iter().map(|v| (*v).into()).collect();
+        let (lo, hi) = crate::cloud::bounds(&points);
+        (V3::from(lo), V3::from(hi))
     }
 
     pub fn to_trimesh(&self) -> TriMesh {

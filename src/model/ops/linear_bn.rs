@@ -394,33 +394,32 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    /// Fused linear + batch norm + activation: same values and gradients as matmul + the
-    /// candle-op batch norm, for a row count that is not a multiple of the chunk size.
-    #[test]
-    fn fused_linear_bn_act_matches_generic_values_and_grads() {
+    /// Checks `fused(x, w, gamma, beta, act)` against `pool(bn_act_generic(x w^T))`, both
+    /// activations: values, batch statistics and the gradients of all four inputs.
+    /// `x` is `[m, cin]` shifted by `x_shift`, gamma shifted by `gamma_shift`.
+    fn check_fused_linear(
+        (m, cin, cout): (usize, usize, usize),
+        (x_shift, gamma_shift): (f64, f64),
+        out_rows: usize,
+        fused: impl Fn([&Tensor; 4], Activation) -> Result<(Tensor, Tensor, Tensor)>,
+        pool: impl Fn(Tensor) -> Tensor,
+    ) {
         for act in [Activation::Relu, Activation::LeakyRelu(0.2)] {
-            let (m, cin, cout) = (700, 19, 45);
-            let x = Var::from_tensor(&rand(&[m, cin], 1.0)).unwrap();
+            let x = Var::from_tensor(&rand(&[m, cin], x_shift)).unwrap();
             let w = Var::from_tensor(&(rand(&[cout, cin], 0.0) * 0.3).unwrap()).unwrap();
-            let gamma = Var::from_tensor(&rand(&[cout], 0.5)).unwrap();
+            let gamma = Var::from_tensor(&rand(&[cout], gamma_shift)).unwrap();
             let beta = Var::from_tensor(&rand(&[cout], 0.0)).unwrap();
-            let wy = rand(&[m, cout], 0.0);
+            let wy = rand(&[out_rows, cout], 0.0);
             let vars = [&x, &w, &gamma, &beta];
+            let ts = vars.map(|v| v.as_tensor());
             let run = |fast: bool| {
                 let (y, mean, var) = if fast {
-                    linear_bn_act_train(
-                        x.as_tensor(),
-                        w.as_tensor(),
-                        gamma.as_tensor(),
-                        beta.as_tensor(),
-                        act,
-                        1e-5,
-                    )
+                    fused(ts, act).unwrap()
                 } else {
-                    let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-                    bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5)
-                }
-                .unwrap();
+                    let z = ts[0].matmul(&ts[1].t().unwrap()).unwrap();
+                    let (y, mean, var) = bn_act_generic(&z, ts[2], ts[3], act, 1e-5).unwrap();
+                    (pool(y), mean, var)
+                };
                 let grads = weighted_grads(&y, &wy, &vars);
                 (y, mean, var, grads)
             };
@@ -428,40 +427,31 @@ mod tests {
         }
     }
 
+    /// Fused linear + batch norm + activation: same values and gradients as matmul + the
+    /// candle-op batch norm, for a row count that is not a multiple of the chunk size.
+    #[test]
+    fn fused_linear_bn_act_matches_generic_values_and_grads() {
+        let (m, cin, cout) = (700, 19, 45);
+        check_fused_linear(
+            (m, cin, cout),
+            (1.0, 0.5),
+            m,
+            |[x, w, g, b], act| linear_bn_act_train(x, w, g, b, act, 1e-5),
+            |y| y,
+        );
+    }
+
     /// The pooled variant (last global layer + max over points) against the same maths
     /// from candle primitives.
     #[test]
     fn fused_linear_bn_act_max_matches_generic_values_and_grads() {
-        for act in [Activation::Relu, Activation::LeakyRelu(0.2)] {
-            let (b, n, cin, cout) = (3, 300, 11, 70);
-            let x = Var::from_tensor(&rand(&[b * n, cin], 0.5)).unwrap();
-            let w = Var::from_tensor(&(rand(&[cout, cin], 0.0) * 0.3).unwrap()).unwrap();
-            let gamma = Var::from_tensor(&rand(&[cout], 0.0)).unwrap(); // some negative
-            let beta = Var::from_tensor(&rand(&[cout], 0.0)).unwrap();
-            let wy = rand(&[b, cout], 0.0);
-            let vars = [&x, &w, &gamma, &beta];
-            let run = |fast: bool| {
-                let (y, mean, var) = if fast {
-                    linear_bn_act_max_train(
-                        x.as_tensor(),
-                        w.as_tensor(),
-                        gamma.as_tensor(),
-                        beta.as_tensor(),
-                        act,
-                        1e-5,
-                        n,
-                    )
-                } else {
-                    let z = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
-                    let (y, mean, var) =
-                        bn_act_generic(&z, gamma.as_tensor(), beta.as_tensor(), act, 1e-5).unwrap();
-                    Ok((y.reshape((b, n, cout)).unwrap().max(1).unwrap(), mean, var))
-                }
-                .unwrap();
-                let grads = weighted_grads(&y, &wy, &vars);
-                (y, mean, var, grads)
-            };
-            assert_fast_matches_generic(act, run(true), run(false));
-        }
+        let (b, n, cin, cout) = (3, 300, 11, 70);
+        check_fused_linear(
+            (b * n, cin, cout),
+            (0.5, 0.0), // gamma around 0: some negative
+            b,
+            |[x, w, g, bt], act| linear_bn_act_max_train(x, w, g, bt, act, 1e-5, n),
+            |y| y.reshape((b, n, cout)).unwrap().max(1).unwrap(),
+        );
     }
 }

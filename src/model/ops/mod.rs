@@ -67,8 +67,10 @@ pub(crate) use pooling::{add_per_cloud, max_over_points};
 #[cfg(test)]
 pub(crate) mod test_util {
     use candle_core::{Device, Tensor, Var};
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 
-    use crate::model::Activation;
+    use crate::model::{Activation, Backbone};
+    use crate::tools::bench_model::stand_in_loss;
 
     /// Standard-normal values shifted by `seed`, on the CPU.
     pub(crate) fn rand(shape: &[usize], seed: f64) -> Tensor {
@@ -92,6 +94,31 @@ pub(crate) mod test_util {
         vars.iter()
             .map(|v| g.get(v.as_tensor()).unwrap().clone())
             .collect()
+    }
+
+    /// The stand-in loss at each of `steps` AdamW steps (lr 1e-2, no weight decay) of
+    /// training `net`, whose variables are `vm`'s, on `points` with key points `idx`.
+    pub(crate) fn adamw_losses(
+        net: &dyn Backbone,
+        vm: &VarMap,
+        points: &Tensor,
+        idx: &[u32],
+        steps: usize,
+    ) -> Vec<f32> {
+        let params = ParamsAdamW {
+            lr: 1e-2,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(vm.all_vars(), params).unwrap();
+        let idx = Tensor::new(idx, points.device()).unwrap();
+        let mut losses = vec![];
+        for _ in 0..steps {
+            let loss = stand_in_loss(&net.forward_t(points, true).unwrap(), &idx).unwrap();
+            losses.push(loss.to_scalar::<f32>().unwrap());
+            opt.backward_step(&loss).unwrap();
+        }
+        losses
     }
 
     /// Outputs, batch statistics and gradients of a fused op against the generic maths.
