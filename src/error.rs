@@ -95,3 +95,22 @@ pub fn write_file_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn wrapped_errors_keep_their_source() {
+        let e = Error::candle("forward pass")(candle_core::Error::Msg("shape mismatch".into()));
+        assert_eq!(e.to_string(), "forward pass: shape mismatch");
+        assert!(e.source().unwrap().to_string().contains("shape mismatch"));
+        let json = serde_json::from_str::<u32>("{").unwrap_err();
+        let e = Error::parse("report.json", json);
+        assert!(e.to_string().starts_with("report.json: "));
+        assert!(e.source().unwrap().is::<serde_json::Error>());
+        let e = read_file("/nonexistent/file").unwrap_err();
+        assert!(e.source().unwrap().is::<std::io::Error>());
+    }
+}

@@ -24,13 +24,34 @@ pub struct Cloud {
     pub points: Vec<[f32; 3]>,
     /// One colour per point when present.
     pub colors: Option<Vec<[u8; 3]>>,
+    /// The sensor grid of an organised cloud (a depth image): `points` holds its
+    /// `width * height` pixels row by row, invalid pixels as non-finite points. `None` for
+    /// an unorganised cloud. Operations that reorder or drop points (`select`,
+    /// `drop_non_finite`) give an unorganised cloud.
+    pub organised: Option<Organised>,
+}
+
+/// The grid shape of an organised cloud: point `row * width + col` is pixel (col, row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Organised {
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Organised {
+    /// `width * height`, or `None` when that overflows.
+    pub fn point_count(&self) -> Option<usize> {
+        self.width.checked_mul(self.height)
+    }
 }
 
 impl Cloud {
+    /// An unorganised cloud without colours.
     pub fn new(points: Vec<[f32; 3]>) -> Self {
         Cloud {
             points,
             colors: None,
+            organised: None,
         }
     }
 
@@ -42,7 +63,9 @@ impl Cloud {
         self.points.is_empty()
     }
 
-    /// The sub-cloud made of the given point indices (colours follow their points).
+    /// The sub-cloud made of the given point indices (colours follow their points). The
+    /// result is never organised, even when `indices` covers every point in order: a subset
+    /// of a sensor grid is not a grid.
     pub fn select(&self, indices: &[usize]) -> Cloud {
         Cloud {
             points: indices.iter().map(|&i| self.points[i]).collect(),
@@ -50,15 +73,18 @@ impl Cloud {
                 .colors
                 .as_ref()
                 .map(|c| indices.iter().map(|&i| c[i]).collect()),
+            organised: None,
         }
     }
 
     /// Checks the invariants every consumer relies on: at least one point, all coordinates
-    /// finite, one colour per point. `what` names the cloud in the error (a file, a model id).
+    /// finite, one colour per point, and an organised shape (if any) that holds exactly the
+    /// points. `what` names the cloud in the error (a file, a model id).
     pub fn validate(&self, what: &str) -> Result<()> {
         if self.points.is_empty() {
             return Err(Error::invalid(format!("{what}: the cloud has no points")));
         }
+        self.check_organised(what)?;
         if let Some(i) = self
             .points
             .iter()
@@ -74,6 +100,22 @@ impl Cloud {
                 return Err(Error::invalid(format!(
                     "{what}: {} colours for {} points",
                     colors.len(),
+                    self.points.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the organised shape, if any, holds exactly the cloud's points (the part of
+    /// `validate` that writers need too, since they allow non-finite points).
+    pub fn check_organised(&self, what: &str) -> Result<()> {
+        if let Some(o) = self.organised {
+            if o.point_count() != Some(self.points.len()) {
+                return Err(Error::invalid(format!(
+                    "{what}: organised as {} x {} pixels but the cloud has {} points",
+                    o.width,
+                    o.height,
                     self.points.len()
                 )));
             }
@@ -100,6 +142,7 @@ impl Cloud {
     }
 
     /// Writes a `.pcd` (binary) or `.ply` (binary little endian) file, chosen by extension.
+    /// A PCD keeps an organised cloud's shape as WIDTH/HEIGHT; PLY has no grid to keep it.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         match extension(path).as_str() {

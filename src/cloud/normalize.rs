@@ -83,6 +83,7 @@ impl Normalization {
         Cloud {
             points: cloud.points.iter().map(|&p| self.apply_point(p)).collect(),
             colors: cloud.colors.clone(),
+            organised: None,
         }
     }
 

@@ -444,6 +444,7 @@ impl Sink {
             cloud: Cloud {
                 points: self.points,
                 colors: self.colors,
+                organised: None,
             },
             faces: self.faces,
         })
@@ -639,6 +640,7 @@ mod tests {
                 [0.0, 0.0, 1.0],
             ],
             colors: Some(vec![[255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 2, 3]]),
+            organised: None,
         };
         (cloud, vec![[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
     }

@@ -450,8 +450,12 @@ pub fn write_keypoint_names(
 pub fn read_annotations(path: impl AsRef<Path>) -> Result<Vec<ModelAnnotation>> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
-    let models: Vec<ModelAnnotation> = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::format(path, format!("not a KeypointNet annotation list: {e}")))?;
+    let models: Vec<ModelAnnotation> = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::parse(
+            format!("{}: not a KeypointNet annotation list", path.display()),
+            e,
+        )
+    })?;
     let mut ids = HashSet::new();
     let mut problems = Vec::new();
     for m in &models {

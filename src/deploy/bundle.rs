@@ -81,7 +81,7 @@ fn describe(q: &QTensor) -> String {
 fn metadata_strings(model: &DeployedModel) -> Result<BTreeMap<String, String>> {
     let json = |v: &dyn erased::Json, key: &str| {
         v.to_json()
-            .map_err(|e| Error::invalid(format!("serialising {key}: {e}")))
+            .map_err(|e| Error::parse(format!("serialising {key}"), e))
     };
     let mut m = BTreeMap::new();
     m.insert("semcorr.format_version".into(), FORMAT_VERSION.to_string());
@@ -124,9 +124,7 @@ fn tensor_bytes(model: &DeployedModel) -> Result<Vec<(String, Vec<u8>, String)>>
         .weights
         .iter()
         .map(|(n, q)| {
-            let data = q
-                .data()
-                .map_err(|e| Error::invalid(format!("tensor '{n}': {e}")))?;
+            let data = q.data().map_err(Error::candle(format!("tensor '{n}'")))?;
             Ok((n.clone(), data.into_owned(), describe(q)))
         })
         .collect()

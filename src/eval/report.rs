@@ -78,8 +78,8 @@ impl EvalReport {
 
     /// Parses `to_json`'s output; class ids come back from the map keys, names stay empty.
     pub fn from_json(text: &str) -> Result<EvalReport> {
-        let mut report: EvalReport = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(format!("not an evaluation report: {e}")))?;
+        let mut report: EvalReport =
+            serde_json::from_str(text).map_err(|e| Error::parse("not an evaluation report", e))?;
         for (class_id, r) in report.categories.iter_mut() {
             r.class_id = class_id.clone();
             if r.pck.len() != PCK_THRESHOLDS.len() {

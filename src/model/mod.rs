@@ -17,7 +17,7 @@
 //! ## Speed on the CPU
 //! - Training: on CPU f32 tensors, each "linear + batch norm + activation" is one fused
 //!   graph node with a hand-written backward, and PointNet's last global layer is fused
-//!   with its max-pool (`ops.rs` says why); other devices use the same
+//!   with its max-pool (`ops/` says why); other devices use the same
 //!   maths from candle primitives. `W [local; global] = W_l local + W_g global` is used
 //!   for the first layer after every global max-pool, in training and inference alike.
 //! - Inference: [`FusedPointNet`] runs a tiled plain-slice path on the CPU.

@@ -48,7 +48,17 @@ pub struct GeodesicBenchReport {
     /// Bridges our graph needed to be connected (0 on the bench cloud).
     pub bridges: usize,
     /// The baseline's timings, or why it is unavailable.
-    pub scipy: Result<ScipyTimes, String>,
+    pub scipy: Result<ScipyTimes, BaselineUnavailable>,
+}
+
+/// Why the scipy baseline was not measured (not an error: the bench still reports ours).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineUnavailable(pub String);
+
+impl From<String> for BaselineUnavailable {
+    fn from(why: String) -> Self {
+        BaselineUnavailable(why)
+    }
 }
 
 fn ok<T>(v: T) -> Result<T, Infallible> {
@@ -141,16 +151,20 @@ fn run_scipy(
     k: usize,
     num_sources: usize,
     repeats: usize,
-) -> Result<ScipyTimes, String> {
+) -> Result<ScipyTimes, BaselineUnavailable> {
     let probe = Command::new("python3")
         .args(["-c", "import scipy, sklearn"])
         .output()
         .map_err(|e| format!("python3 not runnable: {e}"))?;
     if !probe.status.success() {
-        return Err("python3 lacks scipy or scikit-learn".into());
+        return Err(BaselineUnavailable(
+            "python3 lacks scipy or scikit-learn".into(),
+        ));
     }
     if num_sources == 0 || points.len() <= k {
-        return Err("baseline needs at least one source and more points than k".into());
+        return Err(BaselineUnavailable(
+            "baseline needs at least one source and more points than k".into(),
+        ));
     }
     let dir = std::env::temp_dir();
     let tag = format!("semcorr_geodesic_bench_{}", std::process::id());
@@ -172,9 +186,13 @@ fn run_scipy(
             .map_err(|e| format!("python3: {e}"))?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(format!("baseline script failed: {}", stderr.trim()));
+            return Err(BaselineUnavailable(format!(
+                "baseline script failed: {}",
+                stderr.trim()
+            )));
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("baseline output: {e}"))
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| BaselineUnavailable(format!("baseline output: {e}")))
     })();
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_file(&cloud);
@@ -234,7 +252,7 @@ impl fmt::Display for GeodesicBenchReport {
                 self.repeats.clamp(1, SCIPY_MAX_REPEATS),
                 s.unreachable_pairs
             )?,
-            Err(why) => write!(f, "\nscipy baseline unavailable: {why}")?,
+            Err(BaselineUnavailable(why)) => write!(f, "\nscipy baseline unavailable: {why}")?,
         }
         if self.bridges > 0 {
             write!(f, "\n{} bridges joined graph components", self.bridges)?;

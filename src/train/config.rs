@@ -242,7 +242,7 @@ fn apply_override(root: &mut serde_yaml::Value, assignment: &str) -> Result<()> 
         .split_once('=')
         .ok_or_else(|| Error::invalid(format!("--set '{assignment}': expected key=value")))?;
     let parsed: serde_yaml::Value = serde_yaml::from_str(raw)
-        .map_err(|e| Error::invalid(format!("--set {key}: cannot parse '{raw}': {e}")))?;
+        .map_err(|e| Error::parse(format!("--set {key}: cannot parse '{raw}'"), e))?;
     let mut node = root;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {

@@ -37,10 +37,6 @@ pub struct TrainOutcome {
     pub history: Vec<EpochMetrics>,
 }
 
-fn candle_err(context: &str) -> impl Fn(candle_core::Error) -> Error + '_ {
-    move |e| Error::invalid(format!("{context}: {e}"))
-}
-
 /// A network with its parameters, built reproducibly from a seed.
 pub struct Network {
     pub backbone: Box<dyn Backbone>,
@@ -52,7 +48,7 @@ impl Network {
         let store = SeededVarMap::new(seed);
         let varmap = store.varmap.clone();
         let vb = VarBuilder::from_backend(Box::new(store), DType::F32, device.clone());
-        let backbone = build_backbone(cfg, vb).map_err(candle_err("building the backbone"))?;
+        let backbone = build_backbone(cfg, vb).map_err(Error::candle("building the backbone"))?;
         Ok(Network { backbone, varmap })
     }
 
@@ -87,8 +83,8 @@ impl Network {
             let t = t
                 .to_dtype(DType::F32)
                 .and_then(|t| t.to_device(var.device()));
-            var.set(&t.map_err(candle_err(origin))?)
-                .map_err(candle_err(origin))?;
+            var.set(&t.map_err(Error::candle(origin))?)
+                .map_err(Error::candle(origin))?;
         }
         Ok(())
     }
@@ -170,7 +166,7 @@ fn batch_tensor(
         .iter()
         .flat_map(|i| i.points.iter().flatten().copied())
         .collect();
-    let t = Tensor::from_vec(flat, (items.len(), n, 3), device).map_err(candle_err("batch"))?;
+    let t = Tensor::from_vec(flat, (items.len(), n, 3), device).map_err(Error::candle("batch"))?;
     Ok((t, items.iter().map(|i| i.keypoints.clone()).collect()))
 }
 
@@ -194,13 +190,13 @@ fn validation_loss(
         let emb = net
             .backbone
             .forward_t(&x, false)
-            .map_err(candle_err("validation"))?;
+            .map_err(Error::candle("validation"))?;
         let loss = geodesic_consistency_loss(&emb, &kps, margins, &cfg.loss)
-            .map_err(candle_err("validation loss"))?;
+            .map_err(Error::candle("validation loss"))?;
         total += loss
             .total
             .to_scalar::<f32>()
-            .map_err(candle_err("validation loss"))? as f64;
+            .map_err(Error::candle("validation loss"))? as f64;
         batches += 1;
     }
     Ok(total / batches.max(1) as f64)
@@ -239,14 +235,14 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
             ..AdamWConfig::default()
         },
     )
-    .map_err(candle_err("optimizer"))?;
+    .map_err(Error::candle("optimizer"))?;
     let mut start_epoch = 0;
     let mut history = Vec::new();
     let mut best = None;
     if let Some(ckpt) = &resumed {
         net.load_weights(&ckpt.model_weights(), "resume checkpoint")?;
         opt.load_state(&ckpt.tensors, ckpt.meta.optimizer_step)
-            .map_err(candle_err("resume checkpoint"))?;
+            .map_err(Error::candle("resume checkpoint"))?;
         start_epoch = ckpt.meta.epoch;
         history = ckpt.meta.history.clone();
         best = ckpt.meta.best_val_mge;
@@ -287,8 +283,11 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
                 opt.step(&loss.total.backward()?)?;
                 Ok(loss)
             };
-            let loss = step().map_err(candle_err("training step"))?;
-            let value = loss.total.to_scalar::<f32>().map_err(candle_err("loss"))? as f64;
+            let loss = step().map_err(Error::candle("training step"))?;
+            let value = loss
+                .total
+                .to_scalar::<f32>()
+                .map_err(Error::candle("loss"))? as f64;
             if !value.is_finite() {
                 return Err(Error::invalid(format!(
                     "epoch {epoch}: the loss became {value}; lower 'lr' or raise 'grad_clip'"

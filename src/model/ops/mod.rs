@@ -7,14 +7,19 @@
 //! norm statistics, max over points) walk the tensor element by element. These ops do the
 //! same maths in two passes forward and two backward, parallelised over row chunks.
 //!
-//! One file per kind of op, each with the tests that hold it to the generic candle maths:
+//! One file per kind of op, each with the tests that hold it to the generic candle maths
+//! (EdgeConv's are in `dgcnn.rs`, against the layer it fuses):
 //! - `batch_norm`: train-mode batch norm + activation, and the moment / backward-coefficient
-//!   maths every other fused op reuses;
+//!   maths every other fused op reuses, so the ops differ only in how they walk their rows;
 //! - `linear_bn`: a linear layer fused with the batch norm after it (and, for PointNet's
-//!   last global layer, with the max-pool too);
+//!   last global layer, with the max-pool from `pooling` too);
 //! - `pooling`: per-cloud max over points and the per-cloud broadcast add;
 //! - `edge_conv`: DGCNN's EdgeConv tail, which never forms the `[B*N*k, C]` edge tensor;
-//! - `common`: slice access, parallel fill and the dispatch test, shared by all of them.
+//! - `common`: slice access, parallel fill, the activation as kernels evaluate it and the
+//!   CPU/f32 dispatch test, shared by all of them.
+//!
+//! What still looks alike across the files is the `CustomOp` impls' method signatures,
+//! which candle's traits fix.
 
 /// Compiles `$body` three times: for AVX-512, for AVX2+FMA and for the baseline target,
 /// and picks one at run time. The crate is built for baseline x86-64 (SSE2) so that the
