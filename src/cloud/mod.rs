@@ -27,7 +27,7 @@ pub struct Cloud {
     /// The sensor grid of an organised cloud (a depth image): `points` holds its
     /// `width * height` pixels row by row, invalid pixels as non-finite points. `None` for
     /// an unorganised cloud. Operations that reorder or drop points (`select`,
-    /// `drop_non_finite`) give an unorganised cloud.
+    /// `finite_points`) give an unorganised cloud.
     pub organised: Option<Organised>,
 }
 
@@ -75,6 +75,15 @@ impl Cloud {
                 .map(|c| indices.iter().map(|&i| c[i]).collect()),
             organised: None,
         }
+    }
+
+    /// The finite points (a depth camera's NaN holes dropped), with each one's index in
+    /// `self` so results can refer back to a sensor pixel. The result is not organised.
+    pub fn finite_points(&self) -> (Cloud, Vec<usize>) {
+        let kept: Vec<usize> = (0..self.len())
+            .filter(|&i| self.points[i].iter().all(|c| c.is_finite()))
+            .collect();
+        (self.select(&kept), kept)
     }
 
     /// Checks the invariants every consumer relies on: at least one point, all coordinates
@@ -182,4 +191,22 @@ pub fn bounds(points: &[[f32; 3]]) -> ([f32; 3], [f32; 3]) {
 pub fn dist2(a: &[f32; 3], b: &[f32; 3]) -> f32 {
     let d = [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
     d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_points_are_dropped_with_their_indices() {
+        let c = Cloud::new(vec![
+            [0.0, 0.0, 0.0],
+            [f32::NAN, 0.0, 0.0],
+            [1.0, 2.0, 3.0],
+            [0.0, f32::INFINITY, 0.0],
+        ]);
+        let (out, idx) = c.finite_points();
+        assert_eq!(idx, vec![0, 2]);
+        assert_eq!(out.points, vec![[0.0; 3], [1.0, 2.0, 3.0]]);
+    }
 }

@@ -52,7 +52,7 @@ pub fn read_pcd(path: &Path) -> Result<Cloud> {
 
 /// Parses a whole PCD file held in memory. Non-finite points (PCL's marker for invalid
 /// pixels of an organised cloud) are kept, so indices still match the sensor grid (see
-/// `Cloud::organised` and `drop_non_finite`). Malformed data gives `Error::Parse` with
+/// `Cloud::organised` and `Cloud::finite_points`). Malformed data gives `Error::Parse` with
 /// `what` "PCD data" and the problem as its source.
 pub fn parse_pcd(bytes: &[u8]) -> Result<Cloud> {
     parse_with(bytes, "PCD data", parse)
@@ -80,15 +80,6 @@ fn parse(bytes: &[u8]) -> ParseResult<Cloud> {
 /// with WIDTH/HEIGHT from `cloud.organised` (which must hold exactly the points).
 pub fn write_pcd(path: &Path, cloud: &Cloud, encoding: PcdEncoding) -> Result<()> {
     write_file_atomic(path, &encode_pcd(cloud, encoding)?)
-}
-
-/// The cloud without its non-finite points, and for each kept point its original index
-/// (so per-point data such as labels can follow). The result is not organised.
-pub fn drop_non_finite(cloud: &Cloud) -> (Cloud, Vec<usize>) {
-    let kept: Vec<usize> = (0..cloud.len())
-        .filter(|&i| cloud.points[i].iter().all(|c| c.is_finite()))
-        .collect();
-    (cloud.select(&kept), kept)
 }
 
 fn pack_rgb(c: [u8; 3]) -> u32 {
@@ -863,7 +854,7 @@ mod tests {
         assert!(cloud.points[1].iter().all(|c| c.is_nan()));
         let err = cloud.validate("organised").unwrap_err();
         assert!(err.to_string().contains("point 1"), "{err}");
-        let (finite, kept) = drop_non_finite(&cloud);
+        let (finite, kept) = cloud.finite_points();
         assert_eq!(kept, vec![0, 2, 3]);
         assert_eq!(finite.organised, None);
         assert_eq!(
@@ -1698,7 +1689,7 @@ mod tests {
             // Written back compressed, it reads the same.
             let again = encode_pcd(&cloud, PcdEncoding::BinaryCompressed).unwrap();
             assert_same(&parse_pcd(&again).unwrap(), &cloud, name);
-            let (dense, kept) = drop_non_finite(&cloud);
+            let (dense, kept) = cloud.finite_points();
             assert_eq!(dense.len(), finite.len());
             assert_eq!(kept.len(), finite.len());
             dense.validate(name).unwrap();

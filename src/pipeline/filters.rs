@@ -1,18 +1,10 @@
-//! The pipeline's input filters, applied before the model's own preprocessing: dropping
-//! non-finite points (depth cameras' holes), an axis-aligned crop box and a voxel grid
-//! (centroid per occupied voxel, as PCL's VoxelGrid). Each returns, for every output point,
-//! an input index so results can refer to a sensor point.
+//! The pipeline's input filters, applied before the model's own preprocessing (after
+//! [`Cloud::finite_points`] drops a depth camera's NaN holes): an axis-aligned crop box
+//! and a voxel grid (centroid per occupied voxel, as PCL's VoxelGrid). Each returns, for
+//! every output point, an input index so results can refer to a sensor point.
 
 use crate::cloud::Cloud;
 use std::collections::HashMap;
-
-/// The finite points, with their indices in `cloud`.
-pub fn drop_non_finite(cloud: &Cloud) -> (Cloud, Vec<usize>) {
-    let kept: Vec<usize> = (0..cloud.len())
-        .filter(|&i| cloud.points[i].iter().all(|c| c.is_finite()))
-        .collect();
-    (cloud.select(&kept), kept)
-}
 
 /// Points inside `[xmin, ymin, zmin, xmax, ymax, zmax]` (bounds inclusive), with their
 /// indices in `cloud`.
@@ -64,19 +56,6 @@ pub fn voxel_downsample(cloud: &Cloud, size: f32) -> (Cloud, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn non_finite_points_are_dropped_with_their_indices() {
-        let c = Cloud::new(vec![
-            [0.0, 0.0, 0.0],
-            [f32::NAN, 0.0, 0.0],
-            [1.0, 2.0, 3.0],
-            [0.0, f32::INFINITY, 0.0],
-        ]);
-        let (out, idx) = drop_non_finite(&c);
-        assert_eq!(idx, vec![0, 2]);
-        assert_eq!(out.points, vec![[0.0; 3], [1.0, 2.0, 3.0]]);
-    }
 
     #[test]
     fn crop_keeps_inside_points_and_their_indices() {

@@ -185,7 +185,7 @@ impl Pipeline {
         let t0 = Instant::now();
         let input_points = input.len();
         // `index` maps each filtered point to its point in the input.
-        let (mut cloud, mut index) = filters::drop_non_finite(input);
+        let (mut cloud, mut index) = input.finite_points();
         let dropped_non_finite = input_points - cloud.len();
         if let Some(bounds) = &s.crop_box {
             let (c, kept) = filters::crop(&cloud, bounds);
