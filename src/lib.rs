@@ -23,6 +23,7 @@ pub mod picture;
 pub mod pipeline;
 #[cfg(feature = "ros")]
 pub mod ros;
+pub mod scene;
 pub mod stats;
 pub mod tools;
 pub mod train;
