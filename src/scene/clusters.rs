@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// reachable through neighbours closer than `tolerance`; clusters with fewer than
 /// `min_points` are left out (sensor noise, specks).
 pub fn euclidean_clusters(cloud: &Cloud, tolerance: f32, min_points: usize) -> Vec<Vec<usize>> {
-    if cloud.is_empty() || !(tolerance > 0.0) {
+    if cloud.is_empty() || tolerance.is_nan() || tolerance <= 0.0 {
         return Vec::new();
     }
     let cell = |p: &[f32; 3]| p.map(|c| (c / tolerance).floor() as i64);
@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(clusters.len(), 2);
         assert_eq!(clusters[0].len(), 500);
         assert_eq!(clusters[1].len(), 200);
-        assert!(clusters[1].iter().all(|&i| i >= 500 && i < 700));
+        assert!(clusters[1].iter().all(|i| (500..700).contains(i)));
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Plane {
         let (a, b, c) = (Vector3::from(*a), Vector3::from(*b), Vector3::from(*c));
         let n = (b - a).cross(&(c - a));
         let norm = n.norm();
-        if !(norm > 1e-12) {
+        if norm.is_nan() || norm <= 1e-12 {
             return None;
         }
         Some(Plane::oriented(n / norm, &a))
