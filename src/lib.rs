@@ -21,6 +21,7 @@ pub mod model;
 pub mod node;
 pub mod picture;
 pub mod pipeline;
+pub mod pose;
 #[cfg(feature = "ros")]
 pub mod ros;
 pub mod scene;

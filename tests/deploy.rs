@@ -449,6 +449,14 @@ fn preprocessing_travels_from_training_config_to_the_exported_file() {
     let model = DeployedModel::load(&path).unwrap();
     assert_eq!(model.prepare, prepare);
     assert_eq!(model.prepare.num_points, 128);
+    // Pose fitting's inputs travel too: canonical template positions (in the normalised
+    // frame: inside the unit sphere here) and the category's typical size (dataset units).
+    for t in &model.templates.templates {
+        let p = t.position.expect("canonical position");
+        assert!(p.iter().map(|c| c * c).sum::<f32>() <= 1.0 + 1e-3, "{p:?}");
+    }
+    let size = model.templates.typical_size.unwrap();
+    assert!((size - 1.0).abs() < 0.01, "{size}");
     // A bad key in the block is named.
     let e = TrainConfig::load(None, &["prepare.sampling=fastest".into()])
         .unwrap_err()

@@ -242,6 +242,7 @@ mod tests {
             embedding: e,
             spread: 0.1,
             members: 5,
+            position: None,
         };
         let mut set = TemplateSet {
             source: "test".into(),
@@ -253,6 +254,7 @@ mod tests {
                 std: 0.01,
                 count: 5,
             }],
+            typical_size: None,
         };
         let m = Matcher::default().match_prepared(&set, &cloud, &prep, &emb);
         assert_eq!((m[0].index, m[1].index), (97, 3));

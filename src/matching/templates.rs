@@ -28,6 +28,11 @@ pub struct Template {
     pub spread: f32,
     /// Annotated models that contributed.
     pub members: usize,
+    /// Canonical position: the mean of the members' keypoints in the model's normalised
+    /// frame (what pose fitting aligns matches to). `None` in model files written before
+    /// it existed; pose fitting is then off.
+    #[serde(default)]
+    pub position: Option<[f32; 3]>,
 }
 
 /// Distance between two sets' keypoints in the normalised frame over the models that
@@ -48,6 +53,10 @@ pub struct TemplateSet {
     pub source: String,
     pub templates: Vec<Template>,
     pub pairs: Vec<PairStat>,
+    /// The category's typical size: the mean bounding-box diagonal of the models the
+    /// templates were built from, in their units. `None` in older model files.
+    #[serde(default)]
+    pub typical_size: Option<f32>,
 }
 
 /// One model's annotated keypoints: (semantic id, embedding, normalised xyz).
@@ -80,8 +89,13 @@ impl TemplateSet {
             })
             .collect::<Result<_>>()?;
         let mut by_set: BTreeMap<u32, Vec<&[f32]>> = BTreeMap::new();
-        for (id, e, _) in observed.iter().flatten() {
+        let mut position_sums: BTreeMap<u32, [f64; 3]> = BTreeMap::new();
+        for (id, e, p) in observed.iter().flatten() {
             by_set.entry(*id).or_default().push(e);
+            let sum = position_sums.entry(*id).or_default();
+            for k in 0..3 {
+                sum[k] += f64::from(p[k]);
+            }
         }
         if by_set.is_empty() {
             return Err(Error::invalid(format!(
@@ -97,19 +111,29 @@ impl TemplateSet {
                     .iter()
                     .map(|m| f64::from(squared_distance(m, &embedding).sqrt()))
                     .collect();
+                let sum = position_sums[&id];
                 Template {
                     semantic_id: id,
                     name: names.get(&id).cloned(),
                     embedding,
                     spread: (median(&mut d) as f32).max(1e-6),
                     members: members.len(),
+                    position: Some(sum.map(|c| (c / members.len() as f64) as f32)),
                 }
             })
             .collect();
+        let diagonals: f64 = models
+            .iter()
+            .map(|m| {
+                let (lo, hi) = m.cloud.bounds();
+                f64::from(crate::cloud::dist2(&lo, &hi).sqrt())
+            })
+            .sum();
         Ok(TemplateSet {
             source: format!("{source}, {} models", models.len()),
             templates,
             pairs: pair_stats(&observed),
+            typical_size: Some((diagonals / models.len().max(1) as f64) as f32),
         })
     }
 
