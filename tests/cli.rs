@@ -177,3 +177,54 @@ fn samples_write_sensor_clouds_with_their_truth() {
         }
     }
 }
+
+#[test]
+fn samples_write_depth_camera_scenes_with_their_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scenes");
+    let text = semcorr(&[
+        "samples",
+        "--scene",
+        "--out",
+        out.to_str().unwrap(),
+        "--count",
+        "2",
+    ]);
+    assert!(text.contains("wrote 2 scenes"), "{text}");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("truth.json")).unwrap()).unwrap();
+    let scenes = truth.as_array().unwrap();
+    assert_eq!(scenes.len(), 2);
+    for s in scenes {
+        let file = out.join(s["file"].as_str().unwrap());
+        let head = std::fs::read(&file).unwrap();
+        let header = String::from_utf8_lossy(&head[..300.min(head.len())]).to_string();
+        assert!(header.contains("DATA binary_compressed"), "{header}");
+        let cloud = semcorr::Cloud::read(&file).unwrap();
+        let shape = cloud.organised.unwrap();
+        assert_eq!((shape.width, shape.height), (640, 480));
+        let objects = s["objects"].as_array().unwrap();
+        assert!((1..=4).contains(&objects.len()));
+        let tilt = s["tilt_deg"].as_f64().unwrap();
+        assert!((20.0..=60.0).contains(&tilt), "{tilt}");
+        for o in objects {
+            assert!(["mug", "bottle"].contains(&o["category"].as_str().unwrap()));
+            // Visible keypoints lie on the cloud (range noise is a few mm at 1 m).
+            for k in o["keypoints"].as_array().unwrap() {
+                let xyz: Vec<f32> = k[1]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect();
+                let nearest = cloud
+                    .points
+                    .iter()
+                    .filter(|p| p[0].is_finite())
+                    .map(|p| semcorr::cloud::dist2(p, &[xyz[0], xyz[1], xyz[2]]).sqrt())
+                    .fold(f32::INFINITY, f32::min);
+                assert!(nearest < 0.015, "{nearest}");
+            }
+        }
+    }
+}

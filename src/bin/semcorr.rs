@@ -153,6 +153,11 @@ enum Command {
         /// Range noise (standard deviation), metres.
         #[arg(long, default_value_t = 0.001)]
         noise: f32,
+        /// Whole depth-camera scenes instead (organised 640 x 480, optical frame, NaN
+        /// holes, binary_compressed PCD): a table, a wall, 1-4 mugs and bottles, with
+        /// truth.json (each object's category, pose and visible keypoints).
+        #[arg(long)]
+        scene: bool,
     },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
@@ -343,11 +348,27 @@ fn main() -> Result<()> {
         }
         Command::Samples {
             out,
+            count,
+            seed,
+            scene: true,
+            ..
+        } => {
+            let opts = semcorr::tools::scenes::SceneOptions {
+                count,
+                seed,
+                ..Default::default()
+            };
+            let files = semcorr::tools::scenes::write_scenes(&out, &opts)?;
+            println!("wrote {} scenes to {}", files.len(), out.display());
+        }
+        Command::Samples {
+            out,
             category,
             count,
             points,
             seed,
             noise,
+            scene: false,
         } => {
             let opts = semcorr::tools::samples::SampleOptions {
                 category,

@@ -1,0 +1,418 @@
+//! Sample scenes as a depth camera sees them: an organised 640 x 480 cloud in the camera's
+//! optical frame (z forward, y down, metres), NaN where a pixel's ray hits nothing, range
+//! noise growing with the square of the depth (structured-light sensors), from a camera
+//! 0.5-1.2 m from a table and tilted down 20-60 degrees. On the table: 1-4 procedural
+//! objects of at least two categories (never seen in training: another seed) at random
+//! places and yaws, some cut by the image border; a wall behind the table. Each scene
+//! comes with its truth: every object's category, pose and visible annotated keypoints.
+//!
+//! Rendering is a z-buffer: the table and the wall are intersected per pixel ray, the
+//! objects are dense point samples splatted as small disks (radius from the sample
+//! spacing and depth), the nearest surface wins.
+
+use crate::cloud::pcd::{write_pcd, PcdEncoding};
+use crate::cloud::{Cloud, Organised};
+use crate::dataset::synth::{generate_models, SynthOptions};
+use crate::error::{write_file_atomic, Error, Result};
+use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneOptions {
+    pub count: usize,
+    pub seed: u64,
+    /// Categories the objects are drawn from (each scene has at least two when it has
+    /// two or more objects and two are given), with each one's size (bounding-box
+    /// diagonal, metres).
+    pub categories: Vec<(String, f32)>,
+    pub max_objects: usize,
+    /// The largest turn of an object away from facing the camera, degrees (180 = any).
+    pub max_yaw_deg: f32,
+    /// Range noise: standard deviation at 1 m depth, metres (scales with depth squared).
+    pub noise_at_1m: f32,
+    /// Dense samples per object before splatting.
+    pub object_points: usize,
+}
+
+impl Default for SceneOptions {
+    fn default() -> Self {
+        SceneOptions {
+            count: 4,
+            seed: 5000,
+            categories: vec![("mug".into(), 0.15), ("bottle".into(), 0.25)],
+            max_objects: 4,
+            max_yaw_deg: 30.0,
+            noise_at_1m: 0.0015,
+            object_points: 6000,
+        }
+    }
+}
+
+/// The camera's intrinsics (a Kinect-class 640 x 480 sensor).
+pub const WIDTH: usize = 640;
+pub const HEIGHT: usize = 480;
+const FOCAL: f32 = 525.0;
+/// Depth (along the optical axis) beyond which the sensor measures nothing, metres.
+const MAX_RANGE: f32 = 3.5;
+
+/// One object's truth, in the camera's optical frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectTruth {
+    pub category: String,
+    /// The object frame's origin (the model's bounding-box centre) and orientation
+    /// (REP-103 object axes: x the model's front, z its up), `[x, y, z, w]`.
+    pub position: [f32; 3],
+    pub orientation: [f32; 4],
+    /// Bounding-box diagonal, metres.
+    pub size: f32,
+    /// Pixels where the object is the nearest surface.
+    pub visible_points: usize,
+    /// Annotated keypoints the camera sees: (semantic id, position).
+    pub keypoints: Vec<(u32, [f32; 3])>,
+}
+
+/// A rendered scene and its truth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneSample {
+    /// Organised `WIDTH x HEIGHT`, optical frame, NaN holes.
+    pub cloud: Cloud,
+    pub objects: Vec<ObjectTruth>,
+    /// Camera tilt below the horizon, degrees, and distance to the table centre, metres.
+    pub tilt_deg: f32,
+    pub distance_m: f32,
+}
+
+/// Generates `opts.count` scenes; deterministic in the options.
+pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
+    if opts.categories.is_empty() || opts.max_objects == 0 {
+        return Err(Error::invalid(
+            "scene samples: need at least one category and one object",
+        ));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+    // One pool of unseen models per category, enough for every scene.
+    let pools: Vec<_> = opts
+        .categories
+        .iter()
+        .map(|(name, _)| {
+            generate_models(
+                name,
+                &SynthOptions {
+                    categories: vec![name.clone()],
+                    models_per_category: opts.count * opts.max_objects,
+                    seed: opts.seed,
+                    partial: false,
+                    num_points: opts.object_points,
+                },
+            )
+        })
+        .collect::<Result<_>>()?;
+    let noise = Normal::new(0.0f32, 1.0).expect("unit normal");
+    let mut scenes = Vec::with_capacity(opts.count);
+    for scene_index in 0..opts.count {
+        let tilt = rng.random_range(20.0f32..60.0);
+        let distance = rng.random_range(0.5f32..1.2);
+        let (st, ct) = tilt.to_radians().sin_cos();
+        // World: REP-103 (x forward, z up), table top at z = 0, camera above the origin.
+        let table_centre = Vector3::new(distance * ct, 0.0, 0.0);
+        let camera = Vector3::new(0.0, 0.0, distance * st);
+        let forward = Vector3::new(ct, 0.0, -st);
+        let right = Vector3::new(0.0, -1.0, 0.0);
+        let down = forward.cross(&right);
+        // Columns: the optical axes in the world.
+        let world_from_optical = Matrix3::from_columns(&[right, down, forward]);
+        let to_optical = |p: Vector3<f32>| world_from_optical.transpose() * (p - camera);
+        let (half_x, half_y) = (0.4f32, 0.6f32);
+        let wall_x = table_centre.x + half_x + 0.3;
+
+        // z-buffer: depth along the optical axis and which surface (-1 background).
+        let mut depth = vec![f32::INFINITY; WIDTH * HEIGHT];
+        let mut owner = vec![-1i32; WIDTH * HEIGHT];
+        let ray = |u: usize, v: usize| {
+            let d = Vector3::new(
+                (u as f32 - (WIDTH as f32 - 1.0) / 2.0) / FOCAL,
+                (v as f32 - (HEIGHT as f32 - 1.0) / 2.0) / FOCAL,
+                1.0,
+            );
+            world_from_optical * d // z_optical = 1 along it
+        };
+        for v in 0..HEIGHT {
+            for u in 0..WIDTH {
+                let d = ray(u, v);
+                let mut best = f32::INFINITY;
+                // Table top: z = 0 within its rectangle.
+                if d.z < 0.0 {
+                    let t = -camera.z / d.z;
+                    let p = camera + d * t;
+                    if (p.x - table_centre.x).abs() <= half_x && p.y.abs() <= half_y {
+                        best = best.min(t);
+                    }
+                }
+                // The wall: x = wall_x, 1.6 m wide, from the floor (0.75 m below the top)
+                // to 0.8 m above the table.
+                if d.x > 0.0 {
+                    let t = (wall_x - camera.x) / d.x;
+                    let p = camera + d * t;
+                    if p.z >= -0.75 && p.z <= 0.8 && p.y.abs() <= 0.8 {
+                        best = best.min(t);
+                    }
+                }
+                // Beyond the sensor's range nothing is measured.
+                depth[v * WIDTH + u] = if best <= MAX_RANGE {
+                    best
+                } else {
+                    f32::INFINITY
+                };
+            }
+        }
+
+        let n_objects = rng.random_range(1..=opts.max_objects);
+        let mut placed: Vec<(Vector3<f32>, f32)> = Vec::new();
+        let mut objects = Vec::new();
+        let mut renders = Vec::new();
+        for k in 0..n_objects {
+            // Alternate categories so two objects are never all of one kind.
+            let cat = (k + scene_index) % opts.categories.len();
+            let (name, size) = (&opts.categories[cat].0, opts.categories[cat].1);
+            let model = &pools[cat][scene_index * opts.max_objects + k];
+            let radius = 0.5 * size;
+            let Some(spot) = (0..50).find_map(|_| {
+                let p = Vector3::new(
+                    table_centre.x + rng.random_range(-0.3..0.3f32),
+                    rng.random_range(-0.4..0.4f32),
+                    0.0,
+                );
+                placed
+                    .iter()
+                    .all(|(q, r)| (p - q).norm() > radius + r + 0.02)
+                    .then_some(p)
+            }) else {
+                continue;
+            };
+            placed.push((spot, radius));
+            let toward_camera = Vector3::new(camera.x - spot.x, camera.y - spot.y, 0.0).normalize();
+            let yaw = rng
+                .random_range(-opts.max_yaw_deg..=opts.max_yaw_deg)
+                .to_radians();
+            let front = Rotation3::from_axis_angle(&Vector3::z_axis(), yaw) * toward_camera;
+            let up = Vector3::z();
+            // Columns: where the model's x, y (up) and z (front) axes point in the world.
+            let world_from_model = Matrix3::from_columns(&[up.cross(&front), up, front]);
+            let lowest = model
+                .cloud
+                .points
+                .iter()
+                .map(|p| p[1])
+                .fold(f32::INFINITY, f32::min);
+            let origin = spot + up * (-lowest * size);
+            let place = |p: &[f32; 3]| origin + world_from_model * Vector3::from(*p) * size;
+            // Splat radius: the sample spacing (surface area about 1.5 x diagonal^2).
+            let spacing = size * (1.5 / model.cloud.len() as f32).sqrt();
+            let id = objects.len() as i32;
+            for p in &model.cloud.points {
+                let c = to_optical(place(p));
+                if c.z <= 0.05 {
+                    continue;
+                }
+                let (u, v) = (
+                    FOCAL * c.x / c.z + (WIDTH as f32 - 1.0) / 2.0,
+                    FOCAL * c.y / c.z + (HEIGHT as f32 - 1.0) / 2.0,
+                );
+                let r = (FOCAL * spacing / c.z).max(0.7);
+                let (u0, u1) = ((u - r).ceil().max(0.0) as i64, (u + r).floor() as i64);
+                let (v0, v1) = ((v - r).ceil().max(0.0) as i64, (v + r).floor() as i64);
+                for pv in v0..=v1.min(HEIGHT as i64 - 1) {
+                    for pu in u0..=u1.min(WIDTH as i64 - 1) {
+                        let (du, dv) = (pu as f32 - u, pv as f32 - v);
+                        if du * du + dv * dv > r * r {
+                            continue;
+                        }
+                        let i = pv as usize * WIDTH + pu as usize;
+                        if c.z < depth[i] {
+                            depth[i] = c.z;
+                            owner[i] = id;
+                        }
+                    }
+                }
+            }
+            let model_to_optical = world_from_optical.transpose() * world_from_model;
+            // Object axes (REP-103): x = the model's +z, y = its +x, z = its +y.
+            let object_axes =
+                model_to_optical * Matrix3::new(0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0);
+            let q = UnitQuaternion::from_matrix(&object_axes);
+            objects.push(ObjectTruth {
+                category: name.clone(),
+                position: to_optical(origin).into(),
+                orientation: [q.i, q.j, q.k, q.w],
+                size,
+                visible_points: 0,
+                keypoints: Vec::new(),
+            });
+            let world_keypoints: Vec<Vector3<f32>> = model
+                .annotation
+                .keypoints
+                .iter()
+                .map(|k| place(&k.xyz))
+                .collect();
+            renders.push((model, world_keypoints));
+        }
+        // Structured-light shadows: holes on the far side of depth edges (half the pixels
+        // 3 cm or more behind their left or upper neighbour), and a little speckle.
+        let snapshot = depth.clone();
+        for v in 0..HEIGHT {
+            for u in 0..WIDTH {
+                let i = v * WIDTH + u;
+                let here = snapshot[i];
+                if !here.is_finite() {
+                    continue;
+                }
+                let behind = |j: usize| snapshot[j].is_finite() && here - snapshot[j] > 0.03;
+                let edge = (u > 0 && behind(i - 1)) || (v > 0 && behind(i - WIDTH));
+                if (edge && rng.random_bool(0.5)) || rng.random_bool(0.005) {
+                    depth[i] = f32::INFINITY;
+                    owner[i] = -1;
+                }
+            }
+        }
+        // The cloud: each pixel's ray at its depth, with range noise.
+        let mut points = Vec::with_capacity(WIDTH * HEIGHT);
+        for v in 0..HEIGHT {
+            for u in 0..WIDTH {
+                let i = v * WIDTH + u;
+                let z = depth[i];
+                if !z.is_finite() {
+                    points.push([f32::NAN; 3]);
+                    continue;
+                }
+                if let Ok(o) = usize::try_from(owner[i]) {
+                    objects[o].visible_points += 1;
+                }
+                let z = z + noise.sample(&mut rng) * opts.noise_at_1m * z * z;
+                let d = Vector3::new(
+                    (u as f32 - (WIDTH as f32 - 1.0) / 2.0) / FOCAL,
+                    (v as f32 - (HEIGHT as f32 - 1.0) / 2.0) / FOCAL,
+                    1.0,
+                );
+                points.push((d * z).into());
+            }
+        }
+        // Visible keypoints: in the image and not behind a nearer surface.
+        for (o, (model, world_keypoints)) in renders.iter().enumerate() {
+            for (k, w) in model.annotation.keypoints.iter().zip(world_keypoints) {
+                let c = to_optical(*w);
+                if c.z <= 0.05 {
+                    continue;
+                }
+                let u = (FOCAL * c.x / c.z + (WIDTH as f32 - 1.0) / 2.0).round();
+                let v = (FOCAL * c.y / c.z + (HEIGHT as f32 - 1.0) / 2.0).round();
+                if u < 0.0 || v < 0.0 || u >= WIDTH as f32 || v >= HEIGHT as f32 {
+                    continue;
+                }
+                let i = v as usize * WIDTH + u as usize;
+                if owner[i] == o as i32 && c.z <= depth[i] + 0.01 {
+                    objects[o].keypoints.push((k.semantic_id, c.into()));
+                }
+            }
+        }
+        let mut cloud = Cloud::new(points);
+        cloud.organised = Some(Organised {
+            width: WIDTH,
+            height: HEIGHT,
+        });
+        scenes.push(SceneSample {
+            cloud,
+            objects,
+            tilt_deg: tilt,
+            distance_m: distance,
+        });
+    }
+    Ok(scenes)
+}
+
+/// Writes `scene_000.pcd`, ... (organised, `binary_compressed`) and `truth.json`
+/// (`[{"file", "tilt_deg", "distance_m", "objects": [ObjectTruth]}]`) into `dir`.
+pub fn write_scenes(dir: &Path, opts: &SceneOptions) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    let mut truth = Vec::new();
+    for (i, s) in sample_scenes(opts)?.iter().enumerate() {
+        let name = format!("scene_{i:03}.pcd");
+        let path = dir.join(&name);
+        write_pcd(&path, &s.cloud, PcdEncoding::BinaryCompressed)?;
+        truth.push(serde_json::json!({
+            "file": name,
+            "tilt_deg": s.tilt_deg,
+            "distance_m": s.distance_m,
+            "objects": s.objects,
+        }));
+        files.push(path);
+    }
+    let json = serde_json::to_vec_pretty(&truth).expect("JSON of plain values");
+    write_file_atomic(dir.join("truth.json"), &json)?;
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::{segment, SceneParams, UpSearch};
+
+    #[test]
+    fn scenes_look_like_a_depth_camera_and_the_scene_stage_finds_the_objects() {
+        let opts = SceneOptions {
+            count: 2,
+            ..Default::default()
+        };
+        let scenes = sample_scenes(&opts).unwrap();
+        let again = sample_scenes(&opts).unwrap();
+        let bits = |s: &SceneSample| -> Vec<u32> {
+            s.cloud
+                .points
+                .iter()
+                .flatten()
+                .map(|c| c.to_bits())
+                .collect()
+        };
+        for (a, b) in scenes.iter().zip(&again) {
+            assert!(
+                bits(a) == bits(b) && a.objects == b.objects,
+                "deterministic"
+            );
+        }
+        for s in &scenes {
+            assert_eq!(s.cloud.len(), WIDTH * HEIGHT);
+            assert!(s.cloud.check_organised("scene").is_ok());
+            let (finite, _) = s.cloud.finite_points();
+            assert!(finite.len() < s.cloud.len(), "NaN where nothing is hit");
+            assert!(finite.len() > s.cloud.len() / 4);
+            assert!(!s.objects.is_empty());
+            let seg = segment(
+                &finite,
+                &SceneParams::default(),
+                UpSearch::Auto {
+                    fallback: -Vector3::y(),
+                },
+            );
+            let plane = seg.plane.as_ref().expect("the table");
+            // The table's normal in the optical frame: up, tilted toward the camera.
+            let tilt = s.tilt_deg.to_radians();
+            let up = Vector3::new(0.0, -tilt.cos(), -tilt.sin());
+            assert!(plane.normal.dot(&up) > 0.99, "{} vs {up}", plane.normal);
+            for o in s.objects.iter().filter(|o| o.visible_points >= 500) {
+                let found = seg.objects.iter().any(|f| {
+                    (Vector3::from(f.centroid) - Vector3::from(o.position)).norm() < 0.6 * o.size
+                });
+                assert!(
+                    found,
+                    "{} at {:?} not found: {:?}",
+                    o.category, o.position, seg.rejected
+                );
+                assert!(!o.keypoints.is_empty());
+            }
+        }
+    }
+}
