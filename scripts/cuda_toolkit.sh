@@ -14,10 +14,16 @@ if [ "$(id -u)" != 0 ]; then
   echo "cuda_toolkit: nvcc or g++-11 is missing; install nvidia-cuda-toolkit and g++-11 (needs root)" >&2
   exit 1
 fi
+# The toolkit is in Debian's non-free component: enable it in whichever source format the
+# machine uses (deb822 `debian.sources`, or one-line `sources.list`).
 sources=/etc/apt/sources.list.d/debian.sources
 if [ -f "$sources" ] && ! grep -q 'non-free' "$sources"; then
   echo "cuda_toolkit: enabling Debian's contrib and non-free components in $sources" >&2
   sed -i 's/^Components: main$/Components: main contrib non-free non-free-firmware/' "$sources"
+elif [ -f /etc/apt/sources.list ] && grep -q '^deb .* main' /etc/apt/sources.list &&
+  ! grep -q 'non-free' /etc/apt/sources.list; then
+  echo "cuda_toolkit: enabling Debian's contrib and non-free components in /etc/apt/sources.list" >&2
+  sed -i '/^deb /s/ main$/ main contrib non-free non-free-firmware/' /etc/apt/sources.list
 fi
 echo "cuda_toolkit: installing nvidia-cuda-toolkit and g++-11 (apt, about 1.7 GB, once)" >&2
 apt-get update -qq
