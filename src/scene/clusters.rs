@@ -7,7 +7,7 @@
 //! labels each point once, so no per-query result vectors are allocated.
 
 use crate::cloud::{dist2, Cloud};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Clusters of `cloud`'s points as index lists, largest first. A cluster is every point
 /// reachable through neighbours closer than `tolerance`; clusters with fewer than
@@ -17,7 +17,7 @@ pub fn euclidean_clusters(cloud: &Cloud, tolerance: f32, min_points: usize) -> V
         return Vec::new();
     }
     let cell = |p: &[f32; 3]| p.map(|c| (c / tolerance).floor() as i64);
-    let mut grid: HashMap<[i64; 3], Vec<u32>> = HashMap::new();
+    let mut grid: FxHashMap<[i64; 3], Vec<u32>> = FxHashMap::default();
     for (i, p) in cloud.points.iter().enumerate() {
         grid.entry(cell(p)).or_default().push(i as u32);
     }
