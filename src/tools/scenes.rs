@@ -59,6 +59,23 @@ const FOCAL: f32 = 525.0;
 /// Depth (along the optical axis) beyond which the sensor measures nothing, metres.
 const MAX_RANGE: f32 = 3.5;
 
+/// The optical-frame direction through pixel (u, v), scaled to unit depth (z = 1).
+fn pixel_ray(u: usize, v: usize) -> Vector3<f32> {
+    Vector3::new(
+        (u as f32 - (WIDTH as f32 - 1.0) / 2.0) / FOCAL,
+        (v as f32 - (HEIGHT as f32 - 1.0) / 2.0) / FOCAL,
+        1.0,
+    )
+}
+
+/// The (sub-pixel) image position of an optical-frame point in front of the camera.
+fn project(c: &Vector3<f32>) -> (f32, f32) {
+    (
+        FOCAL * c.x / c.z + (WIDTH as f32 - 1.0) / 2.0,
+        FOCAL * c.y / c.z + (HEIGHT as f32 - 1.0) / 2.0,
+    )
+}
+
 /// One object's truth, in the camera's optical frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObjectTruth {
@@ -132,14 +149,7 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
         // z-buffer: depth along the optical axis and which surface (-1 background).
         let mut depth = vec![f32::INFINITY; WIDTH * HEIGHT];
         let mut owner = vec![-1i32; WIDTH * HEIGHT];
-        let ray = |u: usize, v: usize| {
-            let d = Vector3::new(
-                (u as f32 - (WIDTH as f32 - 1.0) / 2.0) / FOCAL,
-                (v as f32 - (HEIGHT as f32 - 1.0) / 2.0) / FOCAL,
-                1.0,
-            );
-            world_from_optical * d // z_optical = 1 along it
-        };
+        let ray = |u: usize, v: usize| world_from_optical * pixel_ray(u, v);
         for v in 0..HEIGHT {
             for u in 0..WIDTH {
                 let d = ray(u, v);
@@ -218,10 +228,7 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
                 if c.z <= 0.05 {
                     continue;
                 }
-                let (u, v) = (
-                    FOCAL * c.x / c.z + (WIDTH as f32 - 1.0) / 2.0,
-                    FOCAL * c.y / c.z + (HEIGHT as f32 - 1.0) / 2.0,
-                );
+                let (u, v) = project(&c);
                 let r = (FOCAL * spacing / c.z).max(0.7);
                 let (u0, u1) = ((u - r).ceil().max(0.0) as i64, (u + r).floor() as i64);
                 let (v0, v1) = ((v - r).ceil().max(0.0) as i64, (v + r).floor() as i64);
@@ -292,12 +299,7 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
                     objects[o].visible_points += 1;
                 }
                 let z = z + noise.sample(&mut rng) * opts.noise_at_1m * z * z;
-                let d = Vector3::new(
-                    (u as f32 - (WIDTH as f32 - 1.0) / 2.0) / FOCAL,
-                    (v as f32 - (HEIGHT as f32 - 1.0) / 2.0) / FOCAL,
-                    1.0,
-                );
-                points.push((d * z).into());
+                points.push((pixel_ray(u, v) * z).into());
             }
         }
         // Visible keypoints: in the image and not behind a nearer surface.
@@ -307,8 +309,8 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
                 if c.z <= 0.05 {
                     continue;
                 }
-                let u = (FOCAL * c.x / c.z + (WIDTH as f32 - 1.0) / 2.0).round();
-                let v = (FOCAL * c.y / c.z + (HEIGHT as f32 - 1.0) / 2.0).round();
+                let (u, v) = project(&c);
+                let (u, v) = (u.round(), v.round());
                 if u < 0.0 || v < 0.0 || u >= WIDTH as f32 || v >= HEIGHT as f32 {
                     continue;
                 }
