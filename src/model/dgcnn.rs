@@ -331,7 +331,7 @@ fn to_global_rows(idx: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ops::test_util::{adamw_losses, max_abs, max_abs_diff};
+    use crate::model::ops::test_util::{adamw_losses, max_abs, max_abs_diff, rand};
     use candle_nn::VarMap;
 
     fn small() -> DgcnnConfig {
@@ -417,7 +417,7 @@ mod tests {
         let vm = VarMap::new();
         let e = EdgeConv::new(3, 6, VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
         let (b, n, k) = (2, 7, 3);
-        let x = Tensor::randn(0f32, 1.0, (b * n, 3), &dev).unwrap();
+        let x = rand(&[b * n, 3], 0.0);
         let nbr = to_global_rows(&knn(&x.reshape((b, n, 3)).unwrap(), k).unwrap()).unwrap();
         let got = e.forward_t(&x, &nbr, None, k, false).unwrap();
         let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
@@ -451,13 +451,11 @@ mod tests {
     fn fused_edgeconv_train_matches_generic() {
         let dev = Device::Cpu;
         let (b, n, k, cin, cout) = (2, 40, 5, 6, 9);
-        let x =
-            candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (b * n, cin), &dev).unwrap())
-                .unwrap();
+        let x = candle_core::Var::from_tensor(&rand(&[b * n, cin], 0.0)).unwrap();
         let nbr =
             to_global_rows(&knn(&x.as_tensor().reshape((b, n, cin)).unwrap(), k).unwrap()).unwrap();
         let graph = Arc::new(EdgeGraph::new(nbr.to_vec1().unwrap(), k).unwrap());
-        let wy = Tensor::randn(0f32, 1.0, (b * n, cout), &dev).unwrap();
+        let wy = rand(&[b * n, cout], 0.0);
         let run = |fused: bool| {
             let vm = VarMap::new();
             let e =
