@@ -4,8 +4,8 @@
     ros2 launch semcorr semcorr.launch.py params_file:=/path/to/my_params.yaml
 
 Arguments: input (the PointCloud2 topic to read), params_file (ros__parameters YAML,
-default: the package's config/semcorr.yaml), model_path (default: the package's
-models/mug_partial.gguf), namespace.
+default: the package's config/semcorr.yaml), model_dir (where the params file's relative
+model_paths are found; default: the package's models folder), namespace.
 """
 
 from launch import LaunchDescription
@@ -29,9 +29,9 @@ def generate_launch_description():
             description="ROS 2 parameters file (semcorr_node: ros__parameters: ...)",
         ),
         DeclareLaunchArgument(
-            "model_path",
-            default_value=PathJoinSubstitution([share, "models", "mug_partial.gguf"]),
-            description="deployed model (.gguf); overrides the params file's",
+            "model_dir",
+            default_value=PathJoinSubstitution([share, "models"]),
+            description="folder of the params file's relative model_paths",
         ),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
     ]
@@ -43,7 +43,7 @@ def generate_launch_description():
         output="screen",
         parameters=[
             LaunchConfiguration("params_file"),
-            {"model_path": LaunchConfiguration("model_path")},
+            {"model_dir": LaunchConfiguration("model_dir")},
         ],
         remappings=[("~/input/points", LaunchConfiguration("input"))],
     )

@@ -7,12 +7,48 @@
 # from PyPI wheels into $SEMCORR_ROS_VENV (default: .ros-venv in the repository), once; later
 # calls only set the environment. See shared notes "ros2-from-pypi" for the three quirks
 # handled below (missing librmw_implementation, vendored libs, libpython symbols).
+#
+# The node also needs vision_msgs and tf2_msgs. A ROS 2 that has them is used as it is; where
+# they are missing (the PyPI wheels have neither), scripts/ros_interfaces.sh builds them once
+# from their published Jazzy definitions (into $SEMCORR_ROS_VENV/semcorr-interfaces, or into
+# target/ros-interfaces-$ROS_DISTRO for a sourced ROS), and that prefix joins the environment.
+
+# Adds vision_msgs and tf2_msgs to the environment, building them first where the ROS 2 in
+# use lacks them. Arguments: the repository, the install prefix, and a pip for the build tools
+# (empty: use the sourced ROS's own toolchain).
+_semcorr_ros_interfaces() {
+  local repo="$1" prefix="$2" pip="$3" pkg p found missing=""
+  for pkg in vision_msgs tf2_msgs; do
+    found=""
+    while IFS= read -r -d: p; do
+      if [ -n "$p" ] && [ -e "$p/share/ament_index/resource_index/packages/$pkg" ]; then
+        found=1
+        break
+      fi
+    done <<<"$AMENT_PREFIX_PATH:"
+    [ -n "$found" ] || missing="$missing $pkg"
+  done
+  [ -n "$missing" ] || return 0
+  if ! bash "$repo/scripts/ros_interfaces.sh" "$prefix" ${pip:+--pip "$pip"}; then
+    echo "ros_env: could not build$missing; install them with your ROS 2 (e.g. apt install" \
+      "ros-$ROS_DISTRO-vision-msgs ros-$ROS_DISTRO-tf2-msgs, or rosdep install --from-paths .)" >&2
+    return 1
+  fi
+  local site
+  for site in "$prefix"/lib/python3*/site-packages "$prefix"/local/lib/python3*/dist-packages; do
+    if [ -d "$site" ]; then export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"; fi
+  done
+  export AMENT_PREFIX_PATH="$prefix:$AMENT_PREFIX_PATH"
+  export CMAKE_PREFIX_PATH="$prefix${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+}
 
 _semcorr_ros_setup() {
   local repo
   repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   if [ -n "${ROS_DISTRO:-}" ] && [ -n "${AMENT_PREFIX_PATH:-}" ]; then
     echo "ros_env: using the sourced ROS 2 $ROS_DISTRO ($AMENT_PREFIX_PATH)" >&2
+    _semcorr_ros_interfaces "$repo" "$repo/target/ros-interfaces-$ROS_DISTRO" "" || return 1
     return 0
   fi
   local venv="${SEMCORR_ROS_VENV:-$repo/.ros-venv}"
@@ -68,7 +104,12 @@ _semcorr_ros_setup() {
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
   export PATH="$venv/bin:$PATH"
   export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
-  export IDL_PACKAGE_FILTER="std_msgs;sensor_msgs;geometry_msgs;visualization_msgs;diagnostic_msgs;builtin_interfaces;rcl_interfaces;action_msgs;unique_identifier_msgs;service_msgs;type_description_interfaces;lifecycle_msgs;rosgraph_msgs"
+  # r2r generates bindings only for these packages; the filter does not follow dependencies,
+  # so every package a used message refers to is listed (vision_msgs: std_msgs, geometry_msgs;
+  # tf2_msgs: geometry_msgs, builtin_interfaces, and for its action action_msgs and
+  # unique_identifier_msgs).
+  export IDL_PACKAGE_FILTER="std_msgs;sensor_msgs;geometry_msgs;visualization_msgs;diagnostic_msgs;builtin_interfaces;rcl_interfaces;action_msgs;unique_identifier_msgs;service_msgs;type_description_interfaces;lifecycle_msgs;rosgraph_msgs;vision_msgs;tf2_msgs"
+  _semcorr_ros_interfaces "$repo" "$venv/semcorr-interfaces" "$venv/bin/pip" || return 1
   echo "ros_env: ROS 2 Jazzy from $venv" >&2
 }
 _semcorr_ros_setup

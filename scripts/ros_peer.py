@@ -15,8 +15,9 @@ FLOAT64 = PointField.FLOAT64
 UINT32 = PointField.UINT32
 
 
-def read_pcd(path):
-    """x, y, z of a PCD file with FIELDS x y z and float32 data (ascii or binary)."""
+def read_pcd(path, organised=False):
+    """x, y, z of a PCD file with FIELDS x y z and float32 data (ascii or binary); with
+    `organised`, also (width, height)."""
     with open(path, "rb") as f:
         header = {}
         while True:
@@ -35,9 +36,14 @@ def read_pcd(path):
         if header["DATA"][0] == "binary":
             width = len(header["FIELDS"])
             data = np.frombuffer(f.read(4 * width * n), dtype="<f4").reshape(n, width)
-        else:
+        elif header["DATA"][0] == "ascii":
             data = np.loadtxt(f, dtype=np.float32, ndmin=2)
-        return np.ascontiguousarray(data[:, :3], dtype=np.float32)
+        else:
+            raise ValueError(f"{path}: DATA {header['DATA'][0]} (write it with --pcd-encoding binary)")
+        xyz = np.ascontiguousarray(data[:, :3], dtype=np.float32)
+        if organised:
+            return xyz, (int(header["WIDTH"][0]), int(header["HEIGHT"][0]))
+        return xyz
 
 
 def load_samples(folder):
@@ -50,9 +56,19 @@ def load_samples(folder):
     return clouds, truth
 
 
-def make_cloud(points, frame_id, stamp, dtype=np.float32, big_endian=False, extra_field=True):
-    """An unorganised PointCloud2 of (N, 3) points. By default an `intensity` field sits
-    before x, y, z with 4 bytes of padding after them, so consumers must honour offsets."""
+def load_scenes(folder):
+    """(clouds, shapes, truth) from a `semcorr samples --scene` folder: clouds as (N, 3)
+    float32 arrays with NaN holes, shapes as (width, height), truth as truth.json's list."""
+    with open(os.path.join(folder, "truth.json")) as f:
+        truth = json.load(f)
+    loaded = [read_pcd(os.path.join(folder, entry["file"]), organised=True) for entry in truth]
+    return [c for c, _ in loaded], [s for _, s in loaded], truth
+
+
+def make_cloud(points, frame_id, stamp, dtype=np.float32, big_endian=False, extra_field=True, shape=None):
+    """A PointCloud2 of (N, 3) points, unorganised or `shape` = (width, height) organised
+    (NaN holes kept, is_dense false). By default an `intensity` field sits before x, y, z
+    with 4 bytes of padding after them, so consumers must honour offsets."""
     points = np.asarray(points)
     n = len(points)
     size = np.dtype(dtype).itemsize
@@ -79,8 +95,11 @@ def make_cloud(points, frame_id, stamp, dtype=np.float32, big_endian=False, extr
     msg = PointCloud2()
     msg.header.frame_id = frame_id
     msg.header.stamp = stamp
-    msg.height = 1
-    msg.width = n
+    width, height = shape if shape else (n, 1)
+    if width * height != n:
+        raise ValueError(f"{n} points do not fill {width} x {height}")
+    msg.height = height
+    msg.width = width
     msg.fields = [
         PointField(
             name=name,
@@ -92,15 +111,16 @@ def make_cloud(points, frame_id, stamp, dtype=np.float32, big_endian=False, extr
     ]
     msg.is_bigendian = big_endian
     msg.point_step = step
-    msg.row_step = step * n
+    msg.row_step = step * width
     msg.data = rows.tobytes()
-    msg.is_dense = True
+    msg.is_dense = bool(np.isfinite(points).all())
     return msg
 
 
-def parse_correspondences(msg):
-    """Rows of ~/output/correspondences as (xyz (N, 3), keypoint_id (N,), score (N,)).
-    Checks the documented layout and raises ValueError when it differs."""
+def parse_correspondences(msg, with_objects=False):
+    """Rows of ~/output/correspondences as (xyz (N, 3), keypoint_id (N,), score (N,)), plus
+    object_id (N,) with `with_objects`. Checks the documented layout and raises ValueError
+    when it differs."""
     fields = {f.name: (f.offset, f.datatype) for f in msg.fields}
     expected = {
         "x": (0, FLOAT32),
@@ -108,20 +128,22 @@ def parse_correspondences(msg):
         "z": (8, FLOAT32),
         "keypoint_id": (12, UINT32),
         "score": (16, FLOAT32),
+        "object_id": (20, UINT32),
     }
-    if fields != expected or msg.point_step != 20 or msg.is_bigendian:
+    if fields != expected or msg.point_step != 24 or msg.is_bigendian:
         raise ValueError(f"unexpected correspondence layout: {fields}, step {msg.point_step}")
     record = np.dtype(
         {
-            "names": ["x", "y", "z", "keypoint_id", "score"],
-            "formats": ["<f4", "<f4", "<f4", "<u4", "<f4"],
-            "offsets": [0, 4, 8, 12, 16],
-            "itemsize": 20,
+            "names": ["x", "y", "z", "keypoint_id", "score", "object_id"],
+            "formats": ["<f4", "<f4", "<f4", "<u4", "<f4", "<u4"],
+            "offsets": [0, 4, 8, 12, 16, 20],
+            "itemsize": 24,
         }
     )
     rows = np.frombuffer(bytes(msg.data), dtype=record, count=msg.width * msg.height)
     xyz = np.stack([rows["x"], rows["y"], rows["z"]], axis=1)
-    return xyz, rows["keypoint_id"].copy(), rows["score"].copy()
+    out = (xyz, rows["keypoint_id"].copy(), rows["score"].copy())
+    return out + (rows["object_id"].copy(),) if with_objects else out
 
 
 def keypoint_names(marker_array):
@@ -130,6 +152,7 @@ def keypoint_names(marker_array):
     for m in marker_array.markers:
         if m.type == m.TEXT_VIEW_FACING and m.action == m.ADD:
             words = m.text.split()
-            if len(words) >= 3:
+            # Object labels ("<category> <n> <score>") start with a name, not an id.
+            if len(words) >= 3 and words[0].isdigit():
                 names[int(words[0])] = " ".join(words[1:-1])
     return names

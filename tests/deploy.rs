@@ -313,6 +313,8 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
             "up_axis=+y",
             "--set",
             "face_sensor=false",
+            "--set",
+            "segment_scene=false",
             "--json",
             json.to_str().unwrap(),
             "--png",
@@ -320,7 +322,8 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
         ]);
         assert!(out.contains("score") && out.contains("handle"), "{out}");
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-        let matches = v["matches"].as_array().unwrap();
+        let object = &v["objects"][0];
+        let matches = object["matches"].as_array().unwrap();
         assert!(!matches.is_empty());
         for k in matches {
             let i = k["index"].as_u64().unwrap() as usize;
@@ -328,7 +331,7 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
             let s = k["score"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&s));
         }
-        let published = v["correspondences"].as_array().unwrap();
+        let published = object["keypoints"].as_array().unwrap();
         assert!(!published.is_empty() && published.len() <= matches.len());
         for c in published {
             let i = c["input_index"].as_u64().unwrap() as usize;

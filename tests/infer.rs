@@ -1,6 +1,7 @@
-//! `semcorr infer` runs the node's pipeline on files: an organised depth-camera cloud with
-//! NaN holes, in a camera optical frame, works with `--set up_axis=-y`; bad parameters and
-//! unreadable files are refused naming what was wrong.
+//! `semcorr infer` runs the node's pipeline on files: an organised depth-camera cloud of
+//! one object with NaN holes, in a camera optical frame, works with `--set up_axis=-y
+//! --set segment_scene=false`; bad parameters and unreadable files are refused naming
+//! what was wrong. Whole scenes are `tests/scenes.rs`'.
 
 use semcorr::tools::samples::{sample_clouds, SampleOptions};
 use std::io::Write;
@@ -74,6 +75,8 @@ fn organised_optical_frame_cloud_with_nan_holes() {
             pcd.to_str().unwrap(),
             "--set",
             "up_axis=-y",
+            "--set",
+            "segment_scene=false",
             "--json",
             json.to_str().unwrap(),
         ]);
@@ -90,7 +93,9 @@ fn organised_optical_frame_cloud_with_nan_holes() {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         assert_eq!(v["dropped_non_finite"].as_u64().unwrap() as usize, holes);
         assert_eq!(v["input_points"].as_u64().unwrap() as usize, pixels.len());
-        for c in v["correspondences"].as_array().unwrap() {
+        let objects = v["objects"].as_array().unwrap();
+        assert_eq!(objects.len(), 1, "the whole cloud is one object");
+        for c in objects[0]["keypoints"].as_array().unwrap() {
             let xyz: Vec<f32> = c["xyz"]
                 .as_array()
                 .unwrap()
@@ -99,7 +104,7 @@ fn organised_optical_frame_cloud_with_nan_holes() {
                 .collect();
             let i = c["input_index"].as_u64().unwrap() as usize;
             assert_eq!(xyz, pixels[i].to_vec(), "in the input frame, at its pixel");
-            let id = c["keypoint_id"].as_u64().unwrap() as u32;
+            let id = c["id"].as_u64().unwrap() as u32;
             if let Some((_, truth)) = s.keypoints.iter().find(|(t, _)| *t == id) {
                 published += 1;
                 let t = to_optical(*truth);
@@ -156,8 +161,8 @@ fn bad_parameters_and_files_are_named() {
             vec!["p.yaml", "voxel"],
         ),
         (
-            vec!["--cloud", g, "--set", "model_path=/nonexistent.gguf"],
-            vec!["'model_path'"],
+            vec!["--cloud", g, "--set", "model_paths=/nonexistent.gguf"],
+            vec!["'model_paths'", "nonexistent.gguf"],
         ),
         (vec!["--cloud", t], vec!["truncated.pcd"]),
         (vec!["--cloud", "/nonexistent/scan.pcd"], vec!["scan.pcd"]),

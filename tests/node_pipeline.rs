@@ -1,9 +1,10 @@
 //! The node's ROS-free message path (decode, the shared pipeline, encode) on the shipped
-//! mug model and sample sensor clouds.
+//! mug model and single-object sample sensor clouds (no table: `segment_scene` off, the
+//! REP-103 frame's +z up). Whole scenes are `tests/scenes.rs`'.
 
 use semcorr::node::pointcloud2::{self, datatype, RawPointCloud2};
 use semcorr::node::process_message;
-use semcorr::pipeline::params::{DeviceChoice, PrecisionChoice};
+use semcorr::pipeline::params::{DeviceChoice, PrecisionChoice, UpAxis, UpSetting};
 use semcorr::pipeline::{NodeParams, Pipeline, Settings};
 use semcorr::tools::samples::{sample_clouds, SampleOptions};
 use semcorr::Cloud;
@@ -15,10 +16,13 @@ fn cloud_message(cloud: &Cloud) -> RawPointCloud2 {
 
 fn mug_params() -> NodeParams {
     NodeParams {
-        model_path: Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models/mug_partial.gguf")
+        model_dir: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
             .display()
             .to_string(),
+        model_paths: vec!["mug_partial.gguf".into()],
+        segment_scene: false,
+        up_axis: UpSetting::Axis(UpAxis::PosZ),
         ..Default::default()
     }
 }
@@ -28,8 +32,7 @@ fn sample_views_yield_keypoints_near_the_truth() {
     let params = mug_params();
     let pipeline = Pipeline::new(&params).unwrap();
     let settings = Settings::from_params(&params).unwrap();
-    let ids: Vec<u32> = pipeline
-        .model
+    let ids: Vec<u32> = pipeline.models[0]
         .templates
         .templates
         .iter()
@@ -46,7 +49,10 @@ fn sample_views_yield_keypoints_near_the_truth() {
         let output = process_message(&pipeline, &msg, &settings).unwrap();
         let out = &output.result;
         assert_eq!(out.input_points, s.cloud.len());
-        for c in &out.correspondences {
+        assert_eq!(out.objects.len(), 1, "the whole cloud is one object");
+        let published = out.correspondences();
+        for (object, c) in &published {
+            assert_eq!(*object, 0);
             assert!(ids.contains(&c.keypoint_id), "{}", c.keypoint_id);
             assert!((0.0..=1.0).contains(&c.score));
             assert!(c.score >= settings.score_threshold);
@@ -61,9 +67,12 @@ fn sample_views_yield_keypoints_near_the_truth() {
             }
         }
         let wire = &output.correspondences;
-        assert_eq!(wire.width as usize, out.correspondences.len());
+        assert_eq!(wire.width as usize, published.len());
         assert_eq!(wire.fields[3].name, "keypoint_id");
         assert_eq!(wire.fields[3].datatype, datatype::UINT32);
+        assert_eq!(wire.fields[5].name, "object_id");
+        assert_eq!(output.detections.len(), 1);
+        assert_eq!(output.detections[0].class_id, "mug");
     }
     eprintln!("{near} of {found} published keypoints within 3 cm of the truth");
     assert!(found >= 12, "too few correspondences: {found}");
@@ -87,7 +96,7 @@ fn filters_and_limits_apply() {
     .unwrap()[0];
     let output = process_message(&pipeline, &cloud_message(&s.cloud), &settings).unwrap();
     let out = &output.result;
-    assert!(out.correspondences.len() <= 2);
+    assert!(out.correspondences().len() <= 2);
     assert!(out.filtered.len() < s.cloud.len(), "voxel filter thins");
     let emb = output.embedding_cloud.unwrap();
     assert_eq!(emb.fields.len(), 4);
@@ -138,7 +147,7 @@ fn malformed_messages_are_errors_and_the_next_cloud_still_works() {
     assert!(!process_message(&pipeline, &good, &settings)
         .unwrap()
         .result
-        .correspondences
+        .correspondences()
         .is_empty());
 }
 
@@ -150,17 +159,17 @@ fn bad_model_or_precision_stops_start_up_naming_the_parameter() {
     for (p, name) in [
         (
             NodeParams {
-                model_path: "/nonexistent/model.gguf".into(),
+                model_paths: vec!["/nonexistent/model.gguf".into()],
                 ..Default::default()
             },
-            "model_path",
+            "model_paths",
         ),
         (
             NodeParams {
-                model_path: corrupt.display().to_string(),
+                model_paths: vec![corrupt.display().to_string()],
                 ..Default::default()
             },
-            "model_path",
+            "model_paths",
         ),
         (
             NodeParams {

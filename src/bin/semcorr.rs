@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use semcorr::dataset::{synth, Dataset, Split};
+use semcorr::cloud::pcd::PcdEncoding;
 use semcorr::deploy::Precision;
 use semcorr::eval::{self, Baseline};
 use semcorr::pipeline::NodeParams;
@@ -96,6 +97,11 @@ enum Command {
         data: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Split::Train)]
         split: Split,
+        /// Canonical keypoint positions (for poses) from this dataset's training split of
+        /// complete clouds, instead of the templates' own models: give it when those are
+        /// partial views.
+        #[arg(long)]
+        positions: Option<PathBuf>,
     },
     /// Few-shot: rebuild a model's templates from your own annotated clouds (KeypointNet
     /// format) without retraining, writing a new model file.
@@ -109,6 +115,12 @@ enum Command {
         /// Category in --data (default: the model's, or the dataset's only one).
         #[arg(long)]
         category: Option<String>,
+        /// Canonical keypoint positions (for poses) from this dataset's training split of
+        /// complete clouds, instead of the templates' own models: give it when those are
+        /// partial views.
+        #[arg(long)]
+        positions: Option<PathBuf>,
+
         #[arg(long)]
         out: PathBuf,
     },
@@ -124,13 +136,16 @@ enum Command {
         /// Override a node parameter, e.g. `--set up_axis=-y --set crop_box=[-1,-1,0,1,1,2]`.
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
-        /// Shorthand for `--set model_path=FILE`.
+        /// Use these models instead of the parameters' (repeat for several): shorthand for
+        /// `--set model_dir= --set model_paths=[FILE,...]`.
         #[arg(long)]
-        model: Option<PathBuf>,
+        model: Vec<PathBuf>,
         /// Write the result as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Draw the cloud coloured by embedding, with the keypoints, to this PNG (800x600).
+        /// Draw the result to this PNG (800x600): a scene seen from the sensor with each
+        /// object's box and keypoints, or (`segment_scene=false`) the object coloured by
+        /// embedding.
         #[arg(long)]
         png: Option<PathBuf>,
     },
@@ -158,6 +173,13 @@ enum Command {
         /// truth.json (each object's category, pose and visible keypoints).
         #[arg(long)]
         scene: bool,
+        /// With --scene: the PCD data encoding.
+        #[arg(long, value_enum, default_value_t = PcdEncoding::BinaryCompressed)]
+        pcd_encoding: PcdEncoding,
+        /// With --scene: the largest turn of an object away from facing the camera,
+        /// degrees.
+        #[arg(long, default_value_t = 30.0)]
+        max_yaw: f32,
     },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
@@ -186,8 +208,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 15)]
         repeats: usize,
     },
-    /// The node's per-cloud work without ROS (decode, filters, network, matching) on
-    /// sample sensor clouds: the "pure inference" time of the node's latency benchmark.
+    /// The node's per-cloud work without ROS (decode, filters, scene, networks, matching)
+    /// on single-object sample clouds, or with --scene on 640 x 480 depth-camera scenes
+    /// (per stage, p50 and p99, resident memory).
     Node {
         /// Node parameters (ros__parameters YAML); default: config/semcorr.yaml's values.
         #[arg(long)]
@@ -200,6 +223,26 @@ enum BenchCommand {
         /// Feed clouds at this rate (Hz) instead of back to back, as the node sees them.
         #[arg(long)]
         rate: Option<f64>,
+        /// Whole scenes with this many objects (the node's parameters as given, all
+        /// models) instead of single-object clouds of --points sizes.
+        #[arg(long)]
+        scene: Option<usize>,
+    },
+    /// Quality on fresh sample scenes (objects found, categories, keypoints within 3 cm,
+    /// visible keypoints published, pose errors) with the node's parameters.
+    Scenes {
+        /// Node parameters (ros__parameters YAML); default: config/semcorr.yaml's values.
+        #[arg(long)]
+        params: Option<PathBuf>,
+        #[arg(long, default_value_t = 40)]
+        count: usize,
+        /// Scene seed (the shipped models were trained on synth seed 0; scenes' objects
+        /// come from this seed).
+        #[arg(long, default_value_t = 9000)]
+        seed: u64,
+        /// Largest turn of an object away from facing the camera, degrees.
+        #[arg(long, default_value_t = 30.0)]
+        max_yaw: f32,
     },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
@@ -301,13 +344,17 @@ fn main() -> Result<()> {
             out,
             data,
             split,
+            positions,
         } => {
-            let model = semcorr::deploy::DeployedModel::from_checkpoint(
+            let mut model = semcorr::deploy::DeployedModel::from_checkpoint(
                 &checkpoint,
                 precision,
                 data.as_deref(),
                 split,
             )?;
+            if let Some(positions) = positions {
+                model.reposition(&positions, None)?;
+            }
             model.save(&out)?;
             println!(
                 "wrote {} ({precision}, {} templates, {} weight bytes)",
@@ -322,9 +369,13 @@ fn main() -> Result<()> {
             split,
             category,
             out,
+            positions,
         } => {
             let mut m = semcorr::deploy::DeployedModel::load(&model)?;
             m.retemplate(&data, split, category.as_deref())?;
+            if let Some(positions) = positions {
+                m.reposition(&positions, category.as_deref())?;
+            }
             m.save(&out)?;
             println!(
                 "wrote {} with {} templates from {}",
@@ -341,8 +392,10 @@ fn main() -> Result<()> {
             json,
             png,
         } => {
-            if let Some(model) = model {
-                set.insert(0, format!("model_path={}", model.display()));
+            if !model.is_empty() {
+                let paths: Vec<String> = model.iter().map(|m| m.display().to_string()).collect();
+                set.insert(0, format!("model_paths={}", serde_json::to_string(&paths)?));
+                set.insert(0, "model_dir=\"\"".to_string());
             }
             infer(&cloud, params.as_deref(), &set, json, png)?
         }
@@ -351,14 +404,17 @@ fn main() -> Result<()> {
             count,
             seed,
             scene: true,
+            pcd_encoding,
+            max_yaw,
             ..
         } => {
             let opts = semcorr::tools::scenes::SceneOptions {
                 count,
                 seed,
+                max_yaw_deg: max_yaw,
                 ..Default::default()
             };
-            let files = semcorr::tools::scenes::write_scenes(&out, &opts)?;
+            let files = semcorr::tools::scenes::write_scenes(&out, &opts, pcd_encoding)?;
             println!("wrote {} scenes to {}", files.len(), out.display());
         }
         Command::Samples {
@@ -369,6 +425,7 @@ fn main() -> Result<()> {
             seed,
             noise,
             scene: false,
+            ..
         } => {
             let opts = semcorr::tools::samples::SampleOptions {
                 category,
@@ -387,15 +444,43 @@ fn main() -> Result<()> {
                 points,
                 repeats,
                 rate,
+                scene,
             } => {
                 let params = match params {
                     Some(path) => NodeParams::from_ros_yaml(&path, NODE_NAME)?,
                     None => NodeParams::default(),
                 };
-                println!(
-                    "{}",
-                    semcorr::tools::bench_node::node_bench(&params, &points, repeats, rate)?
-                );
+                let bench = &semcorr::tools::bench_node::scene_bench;
+                let table = match scene {
+                    Some(objects) => bench(&params, objects, repeats, rate)?,
+                    None => {
+                        semcorr::tools::bench_node::node_bench(&params, &points, repeats, rate)?
+                    }
+                };
+                println!("{table}");
+            }
+            BenchCommand::Scenes {
+                params,
+                count,
+                seed,
+                max_yaw,
+            } => {
+                let params = match params {
+                    Some(path) => NodeParams::from_ros_yaml(&path, NODE_NAME)?,
+                    None => NodeParams::default(),
+                };
+                let pipeline = semcorr::pipeline::Pipeline::new(&params)?;
+                let settings = semcorr::pipeline::Settings::from_params(&params)?;
+                let scenes = semcorr::tools::scenes::sample_scenes(
+                    &semcorr::tools::scenes::SceneOptions {
+                        count,
+                        seed,
+                        max_yaw_deg: max_yaw,
+                        ..Default::default()
+                    },
+                )?;
+                let score = semcorr::tools::scene_eval::evaluate(&pipeline, &settings, &scenes)?;
+                println!("{score}");
             }
             BenchCommand::Model { repeats } => {
                 println!("{}", semcorr::tools::bench_model::try_model_bench(repeats)?)
@@ -464,54 +549,168 @@ fn infer(
         .process(&cloud, &settings)
         .with_context(|| format!("{}", cloud_path.display()))?;
     r.times.decode = read_time;
-    print!("{}", semcorr::matching::format_table(&r.matches));
+    for warning in &pipeline.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", infer_text(&r));
     println!(
-        "{}: {} of {} templates published; {} points ({} not finite), {} after filters; \
-         {:.1} ms (read {:.1}, filter {:.1}, network {:.1}, match {:.1})",
+        "{}: {} points ({} not finite), {} after filters; {}; {:.1} ms (read {:.1}, filter \
+         {:.1}, scene {:.1}, networks {:.1}, match + pose {:.1})",
         cloud_path.display(),
-        r.correspondences.len(),
-        r.matches.len(),
         r.input_points,
         r.dropped_non_finite,
         r.filtered.len(),
+        r.scene.summary(r.detections().count()),
         r.times.total().as_secs_f64() * 1e3,
         r.times.decode.as_secs_f64() * 1e3,
         r.times.filter.as_secs_f64() * 1e3,
+        r.times.scene.as_secs_f64() * 1e3,
         r.times.inference.as_secs_f64() * 1e3,
         r.times.matching.as_secs_f64() * 1e3,
     );
     if let Some(path) = json {
-        let report = serde_json::json!({
-            "cloud": cloud_path.display().to_string(),
-            "model": params.model_path,
-            "category": pipeline.model.category.name,
-            "input_points": r.input_points,
-            "dropped_non_finite": r.dropped_non_finite,
-            "filtered_points": r.filtered.len(),
-            "correspondences": r.correspondences,
-            "matches": r.matches,
-        });
+        let mut report = infer_json(&r, &pipeline);
+        report["cloud"] = serde_json::json!(cloud_path.display().to_string());
         let text = serde_json::to_string_pretty(&report)?;
         semcorr::error::write_file_atomic(&path, text.as_bytes())?;
     }
     if let Some(path) = png {
-        let title = format!(
-            "{}: {} ({})",
-            pipeline.model.category.name,
-            cloud_path.file_name().unwrap_or_default().to_string_lossy(),
-            pipeline.model.precision
-        );
-        semcorr::picture::render_png(
-            &path,
-            &r.model_frame,
-            &r.prepared,
-            &r.embeddings,
-            &r.matches,
-            &title,
-            (800, 600),
-        )?;
+        let name = cloud_path.file_name().unwrap_or_default().to_string_lossy();
+        match (&r.scene.segmented, r.objects.first()) {
+            (false, Some(o)) if o.embedded.is_some() => {
+                let (prepared, embeddings) = o.embedded.as_ref().expect("checked");
+                let model = &pipeline.models[o.model];
+                let title = format!("{}: {name} ({})", model.category.name, model.precision);
+                semcorr::picture::render_png(
+                    &path,
+                    &o.model_frame,
+                    prepared,
+                    embeddings,
+                    &o.matches,
+                    &title,
+                    (800, 600),
+                )?;
+            }
+            _ => {
+                let title = format!("{name}: {}", r.scene.summary(r.detections().count()));
+                semcorr::picture::render_scene_png(&path, &r, &title, (800, 600))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// `infer`'s printout: a line per object candidate, then each detection's template table.
+fn infer_text(r: &semcorr::pipeline::CloudResult) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut next_id = 0;
+    for o in &r.objects {
+        let p = &o.pose;
+        let verdicts: Vec<String> = o
+            .candidates
+            .iter()
+            .map(|c| format!("{} {:.2}", c.category, c.score))
+            .collect();
+        let head = match &o.category {
+            Some(c) => {
+                next_id += 1;
+                format!("object {}: {c} score {:.2}", next_id - 1, o.score)
+            }
+            None => format!(
+                "unrecognised: {}",
+                o.unrecognised.as_deref().unwrap_or("?")
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "{head}; {} points at [{:.3}, {:.3}, {:.3}]; {} keypoints; pose {} [{:.3}, {:.3}, \
+             {:.3}] size [{:.3}, {:.3}, {:.3}]; models: {}",
+            o.indices.len(),
+            o.centroid[0],
+            o.centroid[1],
+            o.centroid[2],
+            o.correspondences.len(),
+            match p.source {
+                semcorr::pipeline::PoseSource::Keypoints { inliers, rms, .. } => {
+                    format!("from {inliers} keypoints (rms {:.1} mm)", rms * 1e3)
+                }
+                semcorr::pipeline::PoseSource::Cluster => "from the cluster".to_string(),
+            },
+            p.position[0],
+            p.position[1],
+            p.position[2],
+            p.size[0],
+            p.size[1],
+            p.size[2],
+            verdicts.join(", ")
+        );
+        if o.category.is_some() {
+            s += &semcorr::matching::format_table(&o.matches);
+        }
+    }
+    s
+}
+
+/// `infer --json`: the objects, all in the input frame, and the plane.
+fn infer_json(
+    r: &semcorr::pipeline::CloudResult,
+    pipeline: &semcorr::pipeline::Pipeline,
+) -> serde_json::Value {
+    use serde_json::json;
+    let object = |id: Option<u32>, o: &semcorr::pipeline::ObjectResult| {
+        let keypoints: Vec<_> = o
+            .correspondences
+            .iter()
+            .map(|c| {
+                json!({"id": c.keypoint_id, "name": c.name, "xyz": c.xyz, "score": c.score,
+                       "input_index": c.input_index})
+            })
+            .collect();
+        json!({
+            "id": id,
+            "category": o.category,
+            "score": o.score,
+            "points": o.indices.len(),
+            "centroid": o.centroid,
+            "pose": {"position": o.pose.position, "orientation": o.pose.orientation},
+            "pose_fit": o.pose.source,
+            "size": o.pose.size,
+            "keypoints": keypoints,
+            "matches": o.matches,
+            "candidates": o.candidates,
+            "unrecognised": o.unrecognised,
+        })
+    };
+    let mut next_id = 0u32;
+    let objects: Vec<_> = r
+        .objects
+        .iter()
+        .map(|o| {
+            let id = o.category.is_some().then(|| {
+                next_id += 1;
+                next_id - 1
+            });
+            object(id, o)
+        })
+        .collect();
+    json!({
+        "models": pipeline.model_paths,
+        "input_points": r.input_points,
+        "dropped_non_finite": r.dropped_non_finite,
+        "filtered_points": r.filtered.len(),
+        "objects": objects,
+        "plane": r.scene.plane,
+        "scene": r.scene,
+        "summary": r.scene.summary(next_id as usize),
+        "times_ms": {
+            "read": r.times.decode.as_secs_f64() * 1e3,
+            "filter": r.times.filter.as_secs_f64() * 1e3,
+            "scene": r.times.scene.as_secs_f64() * 1e3,
+            "inference": r.times.inference.as_secs_f64() * 1e3,
+            "matching": r.times.matching.as_secs_f64() * 1e3,
+        },
+    })
 }
 
 /// The named categories, or all of the dataset's when none are named.

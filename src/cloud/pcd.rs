@@ -37,7 +37,7 @@ use crate::error::{write_file_atomic, Error, Result};
 use std::path::Path;
 
 /// How `write_pcd` encodes the data section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PcdEncoding {
     Ascii,
     Binary,

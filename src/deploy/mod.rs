@@ -303,6 +303,11 @@ impl DeployedModel {
         self.embedder().embed_prepared(cloud, "cloud")
     }
 
+    /// [`Self::embed`] for several clouds in one forward pass.
+    pub fn embed_batch(&self, clouds: &[Cloud]) -> Result<Vec<(Prepared, Embeddings)>> {
+        self.embedder().embed_prepared_batch(clouds, "object")
+    }
+
     fn embedder(&self) -> NetworkEmbedder<'_> {
         NetworkEmbedder {
             backbone: self.net.as_ref(),
@@ -347,19 +352,40 @@ impl DeployedModel {
     /// dataset's only category.
     pub fn retemplate(&mut self, data: &Path, split: Split, category: Option<&str>) -> Result<()> {
         let dataset = Dataset::open(data)?;
-        let cat = match category {
-            Some(c) => dataset.category(c)?,
+        let cat = self.category_in(&dataset, category)?;
+        let source = format!("{} {} split", data.display(), split.name());
+        self.templates = self.build_templates(&dataset, cat, split, &source)?;
+        Ok(())
+    }
+
+    /// Replaces the templates' canonical positions (what poses are fitted to) with the
+    /// means over the training split of a dataset of complete clouds: positions from
+    /// partial views are biased toward each view's visible side.
+    pub fn reposition(&mut self, data: &Path, category: Option<&str>) -> Result<()> {
+        let dataset = Dataset::open(data)?;
+        let cat = self.category_in(&dataset, category)?;
+        let models = dataset.load_split(cat, Split::Train)?;
+        self.templates.set_positions(&models);
+        Ok(())
+    }
+
+    /// `category` in `dataset`, by default the model's (class id, then name) or the
+    /// dataset's only one.
+    fn category_in<'a>(
+        &self,
+        dataset: &'a Dataset,
+        category: Option<&str>,
+    ) -> Result<&'a Category> {
+        match category {
+            Some(c) => dataset.category(c),
             None => dataset
                 .category(&self.category.class_id)
                 .or_else(|_| dataset.category(&self.category.name))
                 .or_else(|e| match dataset.categories.as_slice() {
                     [only] => Ok(only),
                     _ => Err(e),
-                })?,
-        };
-        let source = format!("{} {} split", data.display(), split.name());
-        self.templates = self.build_templates(&dataset, cat, split, &source)?;
-        Ok(())
+                }),
+        }
     }
 }
 

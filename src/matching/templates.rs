@@ -2,7 +2,7 @@
 //! mean over annotated models and its spread) and where the sets lie relative to each
 //! other in the normalised frame (pairwise distance statistics for the geometric check).
 
-use crate::cloud::{Cloud, Prepared};
+use crate::cloud::{Cloud, Normalization, NormalizationMode, Prepared};
 use crate::dataset::AnnotatedModel;
 use crate::embedding::{squared_distance, Embeddings};
 use crate::error::{Error, Result};
@@ -28,9 +28,8 @@ pub struct Template {
     pub spread: f32,
     /// Annotated models that contributed.
     pub members: usize,
-    /// Canonical position: the mean of the members' keypoints in the model's normalised
-    /// frame (what pose fitting aligns matches to). `None` in model files written before
-    /// it existed; pose fitting is then off.
+    /// Canonical position ([`canonical_positions`]): what the pose is fitted to; `None`
+    /// in files from before poses.
     #[serde(default)]
     pub position: Option<[f32; 3]>,
 }
@@ -89,14 +88,10 @@ impl TemplateSet {
             })
             .collect::<Result<_>>()?;
         let mut by_set: BTreeMap<u32, Vec<&[f32]>> = BTreeMap::new();
-        let mut position_sums: BTreeMap<u32, [f64; 3]> = BTreeMap::new();
-        for (id, e, p) in observed.iter().flatten() {
+        for (id, e, _) in observed.iter().flatten() {
             by_set.entry(*id).or_default().push(e);
-            let sum = position_sums.entry(*id).or_default();
-            for k in 0..3 {
-                sum[k] += f64::from(p[k]);
-            }
         }
+        let positions = canonical_positions(models);
         if by_set.is_empty() {
             return Err(Error::invalid(format!(
                 "templates from {source}: no annotated keypoints in {} models",
@@ -111,14 +106,13 @@ impl TemplateSet {
                     .iter()
                     .map(|m| f64::from(squared_distance(m, &embedding).sqrt()))
                     .collect();
-                let sum = position_sums[&id];
                 Template {
                     semantic_id: id,
                     name: names.get(&id).cloned(),
                     embedding,
                     spread: (median(&mut d) as f32).max(1e-6),
                     members: members.len(),
-                    position: Some(sum.map(|c| (c / members.len() as f64) as f32)),
+                    position: positions.get(&id).copied(),
                 }
             })
             .collect();
@@ -162,11 +156,44 @@ impl TemplateSet {
         Ok(())
     }
 
+    /// Replaces each template's canonical position with the mean over `models` (complete
+    /// clouds of the category; see [`canonical_positions`]); templates without a keypoint
+    /// there lose theirs.
+    pub fn set_positions(&mut self, models: &[AnnotatedModel]) {
+        let positions = canonical_positions(models);
+        for t in &mut self.templates {
+            t.position = positions.get(&t.semantic_id).copied();
+        }
+    }
+
     /// The distance statistics of two sets, in either order.
     pub fn pair(&self, a: u32, b: u32) -> Option<&PairStat> {
         let (a, b) = (a.min(b), a.max(b));
         self.pairs.iter().find(|p| p.a == a && p.b == b)
     }
+}
+
+/// Each semantic id's mean position over `models` in the canonical frame poses are
+/// fitted in: every model's bounding-box centre at the origin, diagonal 1, y up, front +z
+/// (ShapeNet's and the procedural data's own normalisation). From partial views the box is
+/// the visible part's, so positions should come from complete clouds
+/// ([`TemplateSet::set_positions`]).
+pub fn canonical_positions(models: &[AnnotatedModel]) -> BTreeMap<u32, [f32; 3]> {
+    let mut sums: BTreeMap<u32, ([f64; 3], usize)> = BTreeMap::new();
+    for m in models {
+        let norm = Normalization::fit(&m.cloud, NormalizationMode::BboxDiagonal);
+        for k in m.annotation.keypoints.iter().filter(|k| k.point_index < m.cloud.len()) {
+            let p = norm.apply_point(m.cloud.points[k.point_index]);
+            let (sum, n) = sums.entry(k.semantic_id).or_default();
+            for a in 0..3 {
+                sum[a] += f64::from(p[a]);
+            }
+            *n += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(id, (sum, n))| (id, sum.map(|c| (c / n as f64) as f32)))
+        .collect()
 }
 
 /// Mean of the members closest to their coordinate-wise median, dropping the farthest

@@ -22,18 +22,51 @@ impl NetworkEmbedder<'_> {
         cloud: &Cloud,
         what: &str,
     ) -> Result<(crate::cloud::Prepared, Embeddings)> {
-        let prepared = prepare(cloud, &self.prepare, 0, what)?;
-        let n = prepared.points.len();
-        let flat: Vec<f32> = prepared.points.iter().flatten().copied().collect();
+        let mut one = self.embed_prepared_batch(std::slice::from_ref(cloud), what)?;
+        Ok(one.pop().expect("one cloud in, one out"))
+    }
+
+    /// [`Self::embed_prepared`] for several clouds in one forward pass (`[B, num_points,
+    /// 3]`): the scene's objects share the network's fixed costs. Preparation runs in
+    /// parallel; `what` names the batch in errors.
+    pub fn embed_prepared_batch(
+        &self,
+        clouds: &[Cloud],
+        what: &str,
+    ) -> Result<Vec<(crate::cloud::Prepared, Embeddings)>> {
+        use rayon::prelude::*;
+        if clouds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared: Vec<_> = clouds
+            .par_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let name = if clouds.len() == 1 {
+                    what.to_string()
+                } else {
+                    format!("{what} {i}")
+                };
+                prepare(c, &self.prepare, 0, &name)
+            })
+            .collect::<Result<_>>()?;
+        let (b, n) = (prepared.len(), self.prepare.num_points);
+        let flat: Vec<f32> = prepared
+            .iter()
+            .flat_map(|p| p.points.iter().flatten().copied())
+            .collect();
         let run = || -> candle_core::Result<Vec<f32>> {
-            let input = Tensor::from_vec(flat, (1, n, 3), &self.device)?;
+            let input = Tensor::from_vec(flat, (b, n, 3), &self.device)?;
             let out = self.backbone.forward_t(&input, false)?;
             out.flatten_all()?.to_vec1::<f32>()
         };
         let data = run().map_err(Error::candle(format!("{what}: network forward pass")))?;
-        let dim = data.len() / n.max(1);
-        let emb = Embeddings::new(n, dim, data)?;
-        Ok((prepared, emb))
+        let dim = data.len() / (b * n).max(1);
+        prepared
+            .into_iter()
+            .zip(data.chunks(n * dim.max(1)))
+            .map(|(p, rows)| Ok((p, Embeddings::new(n, dim, rows.to_vec())?)))
+            .collect()
     }
 }
 

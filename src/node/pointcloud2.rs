@@ -165,10 +165,13 @@ pub struct CorrespondencePoint {
     pub xyz: [f32; 3],
     pub keypoint_id: u32,
     pub score: f32,
+    /// The detection's index (`Detection3D.id`, the `/tf` frame's number).
+    pub object_id: u32,
 }
 
 /// Encodes correspondences as an unorganised little-endian PointCloud2 with fields
-/// x, y, z (FLOAT32), keypoint_id (UINT32), score (FLOAT32): 20 bytes per point.
+/// x, y, z (FLOAT32), keypoint_id (UINT32), score (FLOAT32), object_id (UINT32): 24 bytes
+/// per point.
 pub fn encode_correspondences(points: &[CorrespondencePoint]) -> RawPointCloud2 {
     let fields = [
         ("x", 0, datatype::FLOAT32),
@@ -176,16 +179,18 @@ pub fn encode_correspondences(points: &[CorrespondencePoint]) -> RawPointCloud2 
         ("z", 8, datatype::FLOAT32),
         ("keypoint_id", 12, datatype::UINT32),
         ("score", 16, datatype::FLOAT32),
+        ("object_id", 20, datatype::UINT32),
     ];
-    let mut data = Vec::with_capacity(points.len() * 20);
+    let mut data = Vec::with_capacity(points.len() * 24);
     for p in points {
         for c in p.xyz {
             data.extend_from_slice(&c.to_le_bytes());
         }
         data.extend_from_slice(&p.keypoint_id.to_le_bytes());
         data.extend_from_slice(&p.score.to_le_bytes());
+        data.extend_from_slice(&p.object_id.to_le_bytes());
     }
-    unorganised(&fields, 20, points.len(), data)
+    unorganised(&fields, 24, points.len(), data)
 }
 
 /// Encodes x, y, z (FLOAT32): a plain sensor cloud, for tests, samples and benchmarks.
@@ -220,6 +225,20 @@ pub fn encode_xyzrgb(points: &[[f32; 3]], colors: &[[u8; 3]]) -> RawPointCloud2 
         data.extend_from_slice(&packed.to_le_bytes());
     }
     unorganised(&fields, 16, points.len().min(colors.len()), data)
+}
+
+/// Encodes x, y, z of a cloud, keeping a depth camera's organised shape (height x width,
+/// NaN holes in place, `is_dense` false) as a driver publishes it.
+pub fn encode_xyz_organised(cloud: &Cloud) -> Result<RawPointCloud2> {
+    cloud.check_organised("cloud")?;
+    let mut msg = encode_xyz(&cloud.points);
+    if let Some(o) = cloud.organised {
+        msg.height = o.height as u32;
+        msg.width = o.width as u32;
+        msg.row_step = msg.point_step * msg.width;
+    }
+    msg.is_dense = cloud.points.iter().all(|p| p.iter().all(|c| c.is_finite()));
+    Ok(msg)
 }
 
 fn unorganised(fields: &[(&str, u32, u8)], step: u32, n: usize, data: Vec<u8>) -> RawPointCloud2 {
@@ -384,18 +403,20 @@ mod tests {
                 xyz: [1.0, 2.0, 3.0],
                 keypoint_id: 7,
                 score: 0.5,
+                object_id: 0,
             },
             CorrespondencePoint {
                 xyz: [4.0, 5.0, 6.0],
                 keypoint_id: 9,
                 score: 1.0,
+                object_id: 3,
             },
         ]);
-        assert_eq!(out.point_step, 20);
+        assert_eq!(out.point_step, 24);
         let d = decode(&out).unwrap();
         assert_eq!(d.points, vec![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
-        let id = u32::from_le_bytes(out.data[32..36].try_into().unwrap());
-        assert_eq!(id, 9);
+        let word = |at: usize| u32::from_le_bytes(out.data[at..at + 4].try_into().unwrap());
+        assert_eq!((word(24 + 12), word(24 + 20)), (9, 3));
         let rgb = encode_xyzrgb(&[[0.0; 3]], &[[1, 2, 3]]);
         assert_eq!(
             u32::from_le_bytes(rgb.data[12..16].try_into().unwrap()),

@@ -2,13 +2,19 @@
 //! them into `visualization_msgs/Marker` and `diagnostic_msgs/DiagnosticStatus`.
 
 use super::stats::StatsSummary;
-use crate::pipeline::Correspondence;
-use std::collections::BTreeSet;
+use crate::pipeline::{CloudResult, ObjectResult};
+use nalgebra::{UnitQuaternion, Vector3};
+use crate::picture::keypoint_color;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkerKind {
     Sphere,
     Text,
+    /// The object's box (translucent).
+    Cube,
+    /// One of the object's axes (along the marker's x).
+    Arrow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,84 +30,136 @@ pub struct MarkerSpec {
     pub kind: MarkerKind,
     pub action: MarkerAction,
     pub position: [f64; 3],
-    /// Sphere diameter, or text height.
-    pub scale: f64,
+    /// `[x, y, z, w]`.
+    pub orientation: [f64; 4],
+    /// Sphere diameter, box size, arrow length/width/height, text height (z).
+    pub scale: [f64; 3],
     pub rgba: [f32; 4],
     pub text: String,
 }
 
 pub const MARKER_NS: &str = "semcorr";
 
-/// Remembers which markers are shown so those of keypoints no longer found are deleted.
+/// Marker ids of detection `n`: keypoint `k`'s sphere `1000 n + 2k` and label `+ 1`;
+/// the box, the x/y/z axes and the object's label at `1000 n + 900..=904`.
+const PER_OBJECT: i32 = 1000;
+const OBJECT_MARKERS: i32 = 900;
+
+/// Remembers which markers are shown so those no longer found are deleted.
 #[derive(Debug, Default)]
 pub struct MarkerTracker {
-    shown: BTreeSet<i32>,
+    shown: BTreeMap<i32, MarkerKind>,
 }
 
-/// A keypoint's colour: hues spread by the golden angle so neighbouring ids differ.
-pub fn keypoint_color(id: u32) -> [f32; 4] {
-    let h = (id as f32 * 0.618_034).fract() * 6.0;
-    let x = 1.0 - (h % 2.0 - 1.0).abs();
-    let [r, g, b] = match h as u32 {
-        0 => [1.0, x, 0.0],
-        1 => [x, 1.0, 0.0],
-        2 => [0.0, 1.0, x],
-        3 => [0.0, x, 1.0],
-        4 => [x, 0.0, 1.0],
-        _ => [1.0, 0.0, x],
-    };
-    [r, g, b, 1.0]
+const IDENTITY: [f64; 4] = [0.0, 0.0, 0.0, 1.0];
+
+fn add(id: i32, kind: MarkerKind, position: [f64; 3], scale: [f64; 3], rgba: [f32; 4]) -> MarkerSpec {
+    MarkerSpec {
+        id,
+        kind,
+        action: MarkerAction::Add,
+        position,
+        orientation: IDENTITY,
+        scale,
+        rgba,
+        text: String::new(),
+    }
+}
+
+/// The markers of one detection: its keypoints (sphere + label), its box, its axes and
+/// a label with the category and score.
+fn object_markers(n: u32, o: &ObjectResult) -> Vec<MarkerSpec> {
+    let base = (n as i32).saturating_mul(PER_OBJECT);
+    let size = o.pose.size.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let dot = (0.04 * size).max(0.004);
+    let mut out = Vec::new();
+    for c in &o.correspondences {
+        let k = base + (c.keypoint_id as i32 % (OBJECT_MARKERS / 2)) * 2;
+        let p = c.xyz.map(f64::from);
+        out.push(add(k, MarkerKind::Sphere, p, [dot; 3], keypoint_color(c.keypoint_id)));
+        let mut label = add(
+            k + 1,
+            MarkerKind::Text,
+            [p[0], p[1], p[2] + 1.5 * dot],
+            [dot; 3],
+            [1.0, 1.0, 1.0, 1.0],
+        );
+        label.text = match &c.name {
+            Some(name) => format!("{} {name} {:.2}", c.keypoint_id, c.score),
+            None => format!("{} {:.2}", c.keypoint_id, c.score),
+        };
+        out.push(label);
+    }
+    let centre = o.pose.position.map(f64::from);
+    let q = o.pose.rotation();
+    let orientation = [q.i, q.j, q.k, q.w].map(f64::from);
+    let mut boxed = add(
+        base + OBJECT_MARKERS,
+        MarkerKind::Cube,
+        centre,
+        o.pose.size.map(|v| f64::from(v).max(1e-3)),
+        [0.2, 0.6, 1.0, 0.25],
+    );
+    boxed.orientation = orientation;
+    out.push(boxed);
+    // x red, y green, z blue, as RViz draws frames.
+    let turns = [
+        UnitQuaternion::identity(),
+        UnitQuaternion::from_axis_angle(&Vector3::z_axis(), std::f32::consts::FRAC_PI_2),
+        UnitQuaternion::from_axis_angle(&Vector3::y_axis(), -std::f32::consts::FRAC_PI_2),
+    ];
+    for (axis, turn) in turns.iter().enumerate() {
+        let a = q * turn;
+        let mut rgba = [0.0, 0.0, 0.0, 1.0];
+        rgba[axis] = 1.0;
+        let mut arrow = add(
+            base + OBJECT_MARKERS + 1 + axis as i32,
+            MarkerKind::Arrow,
+            centre,
+            [0.5 * size, 0.1 * dot * 4.0, 0.1 * dot * 4.0],
+            rgba,
+        );
+        arrow.orientation = [a.i, a.j, a.k, a.w].map(f64::from);
+        out.push(arrow);
+    }
+    let top = q * Vector3::new(0.0, 0.0, 0.5 * o.pose.size[2] + 0.02);
+    let mut label = add(
+        base + OBJECT_MARKERS + 4,
+        MarkerKind::Text,
+        [centre[0] + f64::from(top.x), centre[1] + f64::from(top.y), centre[2] + f64::from(top.z)],
+        [1.5 * dot; 3],
+        [1.0, 1.0, 1.0, 1.0],
+    );
+    label.text = format!(
+        "{} {n} {:.2}",
+        o.category.as_deref().unwrap_or("?"),
+        o.score
+    );
+    out.push(label);
+    out
 }
 
 impl MarkerTracker {
-    /// Markers for this cloud: a sphere and a label per correspondence (ids `2k` and
-    /// `2k + 1` for keypoint `k`), plus deletions of last cloud's markers not shown now.
-    /// `size` is the sphere diameter in the input's units.
-    pub fn update(&mut self, correspondences: &[Correspondence], size: f64) -> Vec<MarkerSpec> {
-        let mut out = Vec::with_capacity(correspondences.len() * 2);
-        let mut now = BTreeSet::new();
-        for c in correspondences {
-            let base = (c.keypoint_id as i32).wrapping_mul(2);
-            let p = c.xyz.map(f64::from);
-            let rgba = keypoint_color(c.keypoint_id);
-            let label = match &c.name {
-                Some(name) => format!("{} {name} {:.2}", c.keypoint_id, c.score),
-                None => format!("{} {:.2}", c.keypoint_id, c.score),
-            };
-            out.push(MarkerSpec {
-                id: base,
-                kind: MarkerKind::Sphere,
-                action: MarkerAction::Add,
-                position: p,
-                scale: size,
-                rgba,
-                text: String::new(),
-            });
-            out.push(MarkerSpec {
-                id: base + 1,
-                kind: MarkerKind::Text,
-                action: MarkerAction::Add,
-                position: [p[0], p[1], p[2] + 1.5 * size],
-                scale: size,
-                rgba: [1.0, 1.0, 1.0, 1.0],
-                text: label,
-            });
-            now.extend([base, base + 1]);
-        }
-        for &stale in self.shown.difference(&now) {
-            out.push(MarkerSpec {
-                id: stale,
-                kind: if stale % 2 == 0 {
-                    MarkerKind::Sphere
-                } else {
-                    MarkerKind::Text
-                },
-                action: MarkerAction::Delete,
-                position: [0.0; 3],
-                scale: size,
-                rgba: [0.0; 4],
-                text: String::new(),
-            });
+    /// Markers for this cloud's detections, plus deletions of last cloud's markers not
+    /// shown now.
+    pub fn update(&mut self, result: &CloudResult) -> Vec<MarkerSpec> {
+        self.update_with(result.detections())
+    }
+
+    /// [`Self::update`] for detections given as (index, object).
+    pub fn update_with<'a>(
+        &mut self,
+        detections: impl Iterator<Item = (u32, &'a ObjectResult)>,
+    ) -> Vec<MarkerSpec> {
+        let mut out: Vec<MarkerSpec> = detections.flat_map(|(n, o)| object_markers(n, o)).collect();
+        let now: BTreeMap<i32, MarkerKind> = out.iter().map(|m| (m.id, m.kind)).collect();
+        for (&stale, &kind) in &self.shown {
+            if !now.contains_key(&stale) {
+                out.push(MarkerSpec {
+                    action: MarkerAction::Delete,
+                    ..add(stale, kind, [0.0; 3], [1.0; 3], [0.0; 4])
+                });
+            }
         }
         self.shown = now;
         out
@@ -124,7 +182,9 @@ pub struct DiagnosticReport {
 }
 
 /// The node's status: WARN when a cloud failed since the previous report (`failed_before`
-/// is that report's failure count) or when no cloud arrived lately; OK otherwise.
+/// is that report's failure count), when no cloud arrived lately, or when the last
+/// cloud's scene had no support plane under `up_axis: auto` (up was guessed); OK
+/// otherwise. The message says what the last cloud held.
 pub fn diagnostics(
     s: &StatsSummary,
     failed_before: u64,
@@ -144,7 +204,11 @@ pub fn diagnostics(
     } else if !receiving {
         (Level::Warn, "no input clouds".to_string())
     } else {
-        (Level::Ok, "ok".to_string())
+        match &s.last_cloud {
+            Some(c) if c.up_fallback => (Level::Warn, c.scene.clone()),
+            Some(c) => (Level::Ok, c.scene.clone()),
+            None => (Level::Ok, "ok".to_string()),
+        }
     };
     let values = vec![
         ("input_rate_hz".into(), format!("{:.2}", s.input_hz)),
@@ -160,6 +224,18 @@ pub fn diagnostics(
             s.last_error.clone().unwrap_or_default(),
         ),
     ];
+    let mut values = values;
+    if let Some(c) = &s.last_cloud {
+        values.push(("plane_found".into(), c.plane_found.to_string()));
+        values.push(("objects_found".into(), c.candidates.to_string()));
+        values.push(("detections".into(), c.detections.join(", ")));
+        for (name, ms) in ["decode", "filter", "scene", "inference", "matching"]
+            .iter()
+            .zip(c.stage_ms)
+        {
+            values.push((format!("last_{name}_ms"), format!("{ms:.2}")));
+        }
+    }
     DiagnosticReport {
         level,
         message,
@@ -171,39 +247,61 @@ pub fn diagnostics(
 mod tests {
     use super::*;
 
-    fn corr(id: u32) -> Correspondence {
-        Correspondence {
-            keypoint_id: id,
-            name: Some("rim".into()),
-            xyz: [1.0, 2.0, 3.0],
-            score: 0.9,
-            input_index: 0,
+    fn object(ids: &[u32]) -> ObjectResult {
+        use crate::pipeline::{Correspondence, ObjectPose, PoseSource};
+        ObjectResult {
+            category: Some("mug".into()),
+            model: 0,
+            score: 0.5,
+            candidates: Vec::new(),
+            unrecognised: None,
+            indices: Vec::new(),
+            centroid: [1.0, 2.0, 3.0],
+            pose: ObjectPose {
+                position: [1.0, 2.0, 3.0],
+                orientation: [0.0, 0.0, 0.0, 1.0],
+                size: [0.1, 0.1, 0.1],
+                source: PoseSource::Cluster,
+            },
+            correspondences: ids
+                .iter()
+                .map(|&id| Correspondence {
+                    keypoint_id: id,
+                    name: Some("rim".into()),
+                    xyz: [1.0, 2.0, 3.0],
+                    score: 0.9,
+                    input_index: 0,
+                })
+                .collect(),
+            matches: Vec::new(),
+            model_frame: Default::default(),
+            embedded: None,
         }
     }
 
     #[test]
-    fn markers_of_lost_keypoints_are_deleted() {
+    fn markers_of_lost_keypoints_and_objects_are_deleted() {
         let mut t = MarkerTracker::default();
-        let first = t.update(&[corr(0), corr(3)], 0.01);
-        assert_eq!(first.len(), 4);
+        let (a, b) = (object(&[0, 3]), object(&[3]));
+        // Two keypoints x (sphere + label) + box + 3 axes + label.
+        let first = t.update_with([(0, &a)].into_iter());
+        assert_eq!(first.len(), 4 + 5);
         assert!(first.iter().all(|m| m.action == MarkerAction::Add));
-        assert!(first[1].text.contains("rim"));
-        let second = t.update(&[corr(3)], 0.01);
+        assert!(first.iter().any(|m| m.text.contains("rim")));
+        assert!(first.iter().any(|m| m.kind == MarkerKind::Cube));
+        assert_eq!(first.iter().filter(|m| m.kind == MarkerKind::Arrow).count(), 3);
+        let second = t.update_with([(0, &b), (1, &a)].into_iter());
         let deleted: Vec<i32> = second
             .iter()
             .filter(|m| m.action == MarkerAction::Delete)
             .map(|m| m.id)
             .collect();
-        assert_eq!(deleted, vec![0, 1]);
-        let third = t.update(&[], 0.01);
-        assert_eq!(third.len(), 2);
-        assert!(t.update(&[], 0.01).is_empty());
-    }
-
-    #[test]
-    fn colors_differ_between_neighbours() {
-        assert_ne!(keypoint_color(0), keypoint_color(1));
-        assert_ne!(keypoint_color(1), keypoint_color(2));
+        assert_eq!(deleted, vec![0, 1], "object 0 lost keypoint 0");
+        assert!(second.iter().any(|m| m.id == 1000 + 900), "object 1's box");
+        let third = t.update_with(std::iter::empty());
+        assert_eq!(third.len(), 2 + 5 + 4 + 5);
+        assert!(third.iter().all(|m| m.action == MarkerAction::Delete));
+        assert!(t.update_with(std::iter::empty()).is_empty());
     }
 
     #[test]

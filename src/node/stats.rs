@@ -19,6 +19,41 @@ pub struct NodeStats {
     pub failed: u64,
     pub processed: u64,
     pub last_error: Option<String>,
+    pub last_cloud: Option<CloudSummary>,
+}
+
+/// What the scene stage and the models made of the last processed cloud.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudSummary {
+    /// [`crate::pipeline::SceneReport::summary`].
+    pub scene: String,
+    pub plane_found: bool,
+    /// `auto` found no plane and fell back to `fallback_up_axis`.
+    pub up_fallback: bool,
+    pub candidates: usize,
+    /// Categories of the detections, in order.
+    pub detections: Vec<String>,
+    /// Per stage, milliseconds: decode, filter, scene, inference, matching.
+    pub stage_ms: [f64; 5],
+}
+
+impl CloudSummary {
+    pub fn of(r: &crate::pipeline::CloudResult) -> CloudSummary {
+        let t = &r.times;
+        let detections: Vec<String> = r
+            .detections()
+            .filter_map(|(_, o)| o.category.clone())
+            .collect();
+        CloudSummary {
+            scene: r.scene.summary(detections.len()),
+            plane_found: r.scene.plane.is_some(),
+            up_fallback: r.scene.up_source == crate::pipeline::UpSource::Fallback,
+            candidates: r.objects.len(),
+            detections,
+            stage_ms: [t.decode, t.filter, t.scene, t.inference, t.matching]
+                .map(|d| d.as_secs_f64() * 1e3),
+        }
+    }
 }
 
 /// One `/diagnostics` status worth of figures.
@@ -31,6 +66,7 @@ pub struct StatsSummary {
     pub skipped: u64,
     pub failed: u64,
     pub last_error: Option<String>,
+    pub last_cloud: Option<CloudSummary>,
 }
 
 impl NodeStats {
@@ -51,6 +87,10 @@ impl NodeStats {
         if self.latencies_ms.len() > WINDOW {
             self.latencies_ms.pop_front();
         }
+    }
+
+    pub fn record_cloud(&mut self, summary: CloudSummary) {
+        self.last_cloud = Some(summary);
     }
 
     pub fn record_failure(&mut self, error: impl Into<String>) {
@@ -75,6 +115,7 @@ impl NodeStats {
             skipped: self.skipped,
             failed: self.failed,
             last_error: self.last_error.clone(),
+            last_cloud: self.last_cloud.clone(),
         }
     }
 }

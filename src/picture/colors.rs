@@ -72,3 +72,31 @@ pub fn pca_colors(emb: &Embeddings) -> Vec<[u8; 3]> {
         .map(|i| [scaled[0][i], scaled[1][i], scaled[2][i]])
         .collect()
 }
+
+/// A keypoint's colour: hues spread by the golden angle so neighbouring ids differ.
+pub fn keypoint_color(id: u32) -> [f32; 4] {
+    let h = (id as f32 * 0.618_034).fract() * 6.0;
+    let x = 1.0 - (h % 2.0 - 1.0).abs();
+    let [r, g, b] = match h as u32 {
+        0 => [1.0, x, 0.0],
+        1 => [x, 1.0, 0.0],
+        2 => [0.0, 1.0, x],
+        3 => [0.0, x, 1.0],
+        4 => [x, 0.0, 1.0],
+        _ => [1.0, 0.0, x],
+    };
+    [r, g, b, 1.0]
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colors_differ_between_neighbours() {
+        assert_ne!(keypoint_color(0), keypoint_color(1));
+        assert_ne!(keypoint_color(1), keypoint_color(2));
+    }
+
+}

@@ -4,6 +4,8 @@
 mod colors;
 pub mod font;
 mod inference;
+mod scene;
 
-pub use colors::pca_colors;
+pub use colors::{keypoint_color, pca_colors};
 pub use inference::render_png;
+pub use scene::render_scene_png;

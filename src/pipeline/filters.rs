@@ -1,10 +1,43 @@
-//! The pipeline's input filters, applied before the model's own preprocessing (after
-//! [`Cloud::finite_points`] drops a depth camera's NaN holes): an axis-aligned crop box
-//! and a voxel grid (centroid per occupied voxel, as PCL's VoxelGrid). Each returns, for
-//! every output point, an input index so results can refer to a sensor point.
+//! The pipeline's input filters, applied before the scene stage: a depth camera's NaN
+//! holes and points beyond `max_range` dropped, an axis-aligned crop box and a voxel grid
+//! (centroid per occupied voxel, as PCL's VoxelGrid). Each returns, for every output
+//! point, an input index so results can refer to a sensor point.
 
+use super::Settings;
 use crate::cloud::Cloud;
 use std::collections::HashMap;
+
+/// Every filter the settings ask for: the kept cloud (not organised), each point's input
+/// index, and how many input points were not finite.
+pub fn apply(input: &Cloud, s: &Settings) -> (Cloud, Vec<usize>, usize) {
+    let (mut cloud, mut index) = input.finite_points();
+    let non_finite = input.len() - cloud.len();
+    if s.max_range > 0.0 {
+        let (c, kept) = within_range(&cloud, s.max_range);
+        index = kept.iter().map(|&i| index[i]).collect();
+        cloud = c;
+    }
+    if let Some(bounds) = &s.crop_box {
+        let (c, kept) = crop(&cloud, bounds);
+        index = kept.iter().map(|&i| index[i]).collect();
+        cloud = c;
+    }
+    if s.voxel_size > 0.0 {
+        let (c, kept) = voxel_downsample(&cloud, s.voxel_size);
+        index = kept.iter().map(|&i| index[i]).collect();
+        cloud = c;
+    }
+    (cloud, index, non_finite)
+}
+
+/// Points at most `range` from the origin (the sensor), with their indices in `cloud`.
+pub fn within_range(cloud: &Cloud, range: f32) -> (Cloud, Vec<usize>) {
+    let max2 = range * range;
+    let index: Vec<usize> = (0..cloud.len())
+        .filter(|&i| crate::cloud::dist2(&cloud.points[i], &[0.0; 3]) <= max2)
+        .collect();
+    (cloud.select(&index), index)
+}
 
 /// Points inside `[xmin, ymin, zmin, xmax, ymax, zmax]` (bounds inclusive), with their
 /// indices in `cloud`.

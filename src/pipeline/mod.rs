@@ -1,37 +1,52 @@
-//! The one per-cloud pipeline, without ROS: drop non-finite points, crop, voxel filter,
-//! turn into the model's frame, the model's own preprocessing and forward pass, template
-//! matching, and the results in the input frame. `semcorr_node` (through
-//! [`crate::node::process`]), `semcorr infer` and `semcorr bench node` all call
-//! [`Pipeline::process`] with [`Settings`] made from the same [`NodeParams`], so what a
-//! user tries on a file is what the robot does.
+//! The one per-cloud pipeline, without ROS: drop non-finite points, range limit, crop,
+//! voxel filter; the scene stage (support plane, up, objects on it; or the whole cloud as
+//! one object); per object, every model's frame, preprocessing, network and matching, the
+//! category by match quality and the pose ([`objects`]); results in the input frame.
+//! `semcorr_node` (through [`crate::node::process`]), `semcorr infer` and `semcorr bench
+//! node` all call [`Pipeline::process`] with [`Settings`] made from the same
+//! [`NodeParams`], so what a user tries on a file is what the robot does.
 
 pub mod filters;
 pub mod frame;
+pub mod objects;
 pub mod params;
 
+pub use objects::{frame_name, CategoryScore, ObjectPose, ObjectResult, PoseSource};
 pub use params::{NodeParams, ParamValue, PARAMS};
 
-use crate::cloud::{Cloud, Prepared};
+use crate::cloud::Cloud;
 use crate::deploy::{DeployedModel, Runtime};
-use crate::embedding::Embeddings;
 use crate::error::{Error, Result};
-use crate::matching::{KeypointMatch, MatchParams, Matcher};
+use crate::matching::{MatchParams, Matcher};
+use crate::pose::PoseParams;
+use crate::scene::{self, Rejections, SceneParams, UpSearch};
 use nalgebra::Vector3;
-use params::{DeviceChoice, PrecisionChoice};
+use objects::Candidate;
+use params::{DeviceChoice, PrecisionChoice, UpSetting};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// The per-cloud settings, parsed once from the parameters; they may change between
-/// clouds (`ros2 param set`), the loaded model may not.
+/// clouds (`ros2 param set`), the loaded models may not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub crop_box: Option<[f32; 6]>,
     pub voxel_size: f32,
-    pub up_axis: Vector3<f32>,
+    /// 0 = no limit.
+    pub max_range: f32,
+    /// How up is found: from the plane (`auto`) or near a configured axis.
+    pub up: UpSearch,
+    /// `None`: the whole cloud is one object (`segment_scene: false`).
+    pub scene: Option<SceneParams>,
     pub face_sensor: bool,
     pub max_keypoints: usize,
     pub embedding_cloud: bool,
     pub score_threshold: f32,
+    pub min_object_score: f32,
+    pub pose: PoseParams,
+    /// Outputs: a `/tf` frame per detection, named with this prefix.
+    pub publish_tf: bool,
+    pub tf_prefix: String,
 }
 
 impl Settings {
@@ -40,11 +55,22 @@ impl Settings {
         Ok(Settings {
             crop_box: p.crop_bounds()?,
             voxel_size: p.voxel_size as f32,
-            up_axis: p.up_axis.vector(),
+            max_range: p.max_range as f32,
+            up: match p.up_axis {
+                UpSetting::Auto => UpSearch::Auto {
+                    fallback: p.fallback_up_axis.vector(),
+                },
+                UpSetting::Axis(a) => UpSearch::Near(a.vector()),
+            },
+            scene: p.segment_scene.then(|| p.scene_params()),
             face_sensor: p.face_sensor,
             max_keypoints: p.max_keypoints as usize,
             embedding_cloud: p.publish_embedding_cloud,
             score_threshold: p.score_threshold as f32,
+            min_object_score: p.min_object_score as f32,
+            pose: PoseParams::default(),
+            publish_tf: p.publish_tf,
+            tf_prefix: p.tf_prefix.clone(),
         })
     }
 }
@@ -65,68 +91,160 @@ pub struct Correspondence {
 pub struct StageTimes {
     /// Reading the input (decoding the message, reading the file); the caller's part.
     pub decode: Duration,
+    /// Non-finite drop, range, crop, voxel.
     pub filter: Duration,
-    /// Preprocessing and the forward pass.
+    /// Support plane and clusters.
+    pub scene: Duration,
+    /// Frames, preprocessing and the forward passes of every model.
     pub inference: Duration,
+    /// Matching, category choice and pose.
     pub matching: Duration,
 }
 
 impl StageTimes {
     pub fn total(&self) -> Duration {
-        self.decode + self.filter + self.inference + self.matching
+        self.decode + self.filter + self.scene + self.inference + self.matching
+    }
+}
+
+/// Where the up direction of a cloud came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpSource {
+    /// The support plane's normal.
+    Plane,
+    /// `auto` found no plane: `fallback_up_axis`, a guess (poses are then full
+    /// similarities).
+    Fallback,
+    /// The configured axis (no plane near it, or `segment_scene: false`).
+    Configured,
+}
+
+/// The support plane, `n . p + offset = 0` with `n` toward the sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PlaneReport {
+    pub normal: [f32; 3],
+    pub offset: f32,
+    pub inliers: usize,
+}
+
+/// What the scene stage found, for diagnostics and `infer`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SceneReport {
+    pub segmented: bool,
+    pub plane: Option<PlaneReport>,
+    pub up: [f32; 3],
+    pub up_source: UpSource,
+    /// Clusters kept as object candidates, and those refused (by size, extent, count).
+    pub candidates: usize,
+    #[serde(skip)]
+    pub rejected: Rejections,
+}
+
+impl SceneReport {
+    /// One line for diagnostics and logs: plane, up, objects, what was refused.
+    pub fn summary(&self, detected: usize) -> String {
+        let plane = match (&self.plane, self.segmented) {
+            (_, false) => "no scene segmentation".to_string(),
+            (Some(p), _) => format!("plane found ({} points)", p.inliers),
+            (None, _) => "no plane found".to_string(),
+        };
+        let up = match self.up_source {
+            UpSource::Plane => "up from the plane",
+            UpSource::Fallback => "up = fallback_up_axis",
+            UpSource::Configured => "up = up_axis",
+        };
+        let r = &self.rejected;
+        let mut refused = Vec::new();
+        for (n, why) in [
+            (r.too_many_points, "over max_cluster_points"),
+            (r.too_large, "over max_object_extent"),
+            (r.over_max_objects, "beyond max_objects"),
+        ] {
+            if n > 0 {
+                refused.push(format!("{n} {why}"));
+            }
+        }
+        let refused = if refused.is_empty() {
+            String::new()
+        } else {
+            format!("; clusters refused: {}", refused.join(", "))
+        };
+        format!(
+            "{plane}, {up}; {} candidates, {detected} detected{refused}",
+            self.candidates
+        )
     }
 }
 
 /// Everything the pipeline found in one cloud.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudResult {
-    /// Accepted correspondences, best score first, at most `max_keypoints`: what the node
-    /// publishes.
-    pub correspondences: Vec<Correspondence>,
-    /// Every template's match, accepted or not (with why not). `index` refers to
-    /// `filtered`/`model_frame`; `xyz` is in the input frame.
-    pub matches: Vec<KeypointMatch>,
-    /// The points the model's preprocessing saw, in the input frame.
+    /// Object candidates, nearest the sensor first; recognised ones are the detections.
+    pub objects: Vec<ObjectResult>,
+    pub scene: SceneReport,
+    /// The points after filtering, in the input frame.
     pub filtered: Cloud,
     /// For each point of `filtered`, its index in the input.
     pub input_index: Vec<usize>,
-    /// `filtered` turned into the model's frame (up = +y).
-    pub model_frame: Cloud,
-    /// The network's sample of `model_frame` and its embeddings.
-    pub prepared: Prepared,
-    pub embeddings: Embeddings,
     pub input_points: usize,
     pub dropped_non_finite: usize,
-    /// Bounding-box diagonal of the filtered points (input units): sizes the markers.
-    pub object_size: f32,
     pub times: StageTimes,
 }
 
 impl CloudResult {
-    /// The network's sample in the input frame with a colour per point from its
-    /// embedding (the node's `~/output/embedding_cloud`).
-    pub fn embedded_sample(&self) -> (Vec<[f32; 3]>, Vec<[u8; 3]>) {
-        let points = self
-            .prepared
-            .source_index
+    /// The detections (recognised objects) with their index, the published `id`.
+    pub fn detections(&self) -> impl Iterator<Item = (u32, &ObjectResult)> {
+        self.objects
             .iter()
-            .map(|&i| self.filtered.points[i])
-            .collect();
-        (points, crate::picture::pca_colors(&self.embeddings))
+            .filter(|o| o.category.is_some())
+            .enumerate()
+            .map(|(i, o)| (i as u32, o))
+    }
+
+    /// Every published correspondence with its detection's index.
+    pub fn correspondences(&self) -> Vec<(u32, &Correspondence)> {
+        self.detections()
+            .flat_map(|(id, o)| o.correspondences.iter().map(move |c| (id, c)))
+            .collect()
+    }
+
+    /// The networks' samples of the detections in the input frame, with a colour per
+    /// point from its embedding (the node's `~/output/embedding_cloud`).
+    pub fn embedded_sample(&self) -> (Vec<[f32; 3]>, Vec<[u8; 3]>) {
+        let (mut points, mut colors) = (Vec::new(), Vec::new());
+        for (_, o) in self.detections() {
+            let Some((prepared, embeddings)) = &o.embedded else {
+                continue;
+            };
+            points.extend(
+                prepared
+                    .source_index
+                    .iter()
+                    .map(|&i| self.filtered.points[o.indices[i]]),
+            );
+            colors.extend(crate::picture::pca_colors(embeddings));
+        }
+        (points, colors)
     }
 }
 
-/// A loaded model and its matcher; [`Settings`] come with each cloud.
+/// The loaded models and the matcher; [`Settings`] come with each cloud.
 pub struct Pipeline {
-    pub model: DeployedModel,
+    /// One per `model_paths` entry, in that order.
+    pub models: Vec<DeployedModel>,
+    /// The files they came from.
+    pub model_paths: Vec<String>,
     /// Matching parameters other than the score threshold (a setting).
     pub match_params: MatchParams,
+    /// Said once at start-up (a model without canonical positions has no pose).
+    pub warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field("model", &self.model)
+            .field("models", &self.models)
             .field("match_params", &self.match_params)
             .finish()
     }
@@ -136,7 +254,7 @@ impl std::fmt::Debug for Pipeline {
 pub const MIN_POINTS: usize = 16;
 
 impl Pipeline {
-    /// Validates the parameters and loads the model; every error names the parameter.
+    /// Validates the parameters and loads the models; every error names the parameter.
     pub fn new(p: &NodeParams) -> Result<Pipeline> {
         p.validate()?;
         let device = match p.device {
@@ -155,108 +273,217 @@ impl Pipeline {
             }
             PrecisionChoice::Fixed(_) => Runtime::Quantized,
         };
-        let mut model = DeployedModel::load_on(&p.model_path, runtime, device).map_err(|e| {
-            Error::invalid(format!(
-                "parameter 'model_path': cannot load the model: {e}"
-            ))
-        })?;
-        if let PrecisionChoice::Fixed(wanted) = p.precision {
-            if runtime == Runtime::Quantized && wanted != model.precision {
-                return Err(Error::invalid(format!(
-                    "parameter 'precision': {wanted} asked, but {} holds {} weights (use auto \
-                     or f32, or export the model in {wanted})",
-                    p.model_path, model.precision
-                )));
+        let mut models = Vec::new();
+        let mut warnings = Vec::new();
+        let paths = p.resolved_model_paths();
+        for path in &paths {
+            let shown = path.display();
+            let mut model = DeployedModel::load_on(path, runtime, device.clone()).map_err(|e| {
+                Error::invalid(format!("parameter 'model_paths': cannot load {shown}: {e}"))
+            })?;
+            if let PrecisionChoice::Fixed(wanted) = p.precision {
+                if runtime == Runtime::Quantized && wanted != model.precision {
+                    return Err(Error::invalid(format!(
+                        "parameter 'precision': {wanted} asked, but {shown} holds {} weights \
+                         (use auto or f32, or export the model in {wanted})",
+                        model.precision
+                    )));
+                }
             }
-        }
-        if p.num_points > 0 {
-            model.prepare.num_points = p.num_points as usize;
+            if p.num_points > 0 {
+                model.prepare.num_points = p.num_points as usize;
+            }
+            if model.templates.templates.iter().any(|t| t.position.is_none()) {
+                warnings.push(format!(
+                    "{shown}: its templates have no canonical positions (a file from before \
+                     poses): objects of '{}' get the cluster's box instead of a fitted pose \
+                     (re-export or `semcorr templates` to add them)",
+                    model.category.name
+                ));
+            }
+            models.push(model);
         }
         Ok(Pipeline {
-            model,
+            models,
+            model_paths: paths.iter().map(|p| p.display().to_string()).collect(),
             match_params: MatchParams::default(),
+            warnings,
         })
     }
 
     /// Processes one cloud in its input frame; it may hold NaN or infinite points (depth
-    /// cameras' holes), which are dropped first. Errors say what was wrong with the cloud;
-    /// the pipeline keeps no state between clouds, so an error never affects the next one.
+    /// cameras' holes), which are dropped first. Errors say what was wrong with the cloud
+    /// (too few usable points); a scene without a plane or objects is a result, not an
+    /// error. The pipeline keeps no state between clouds, so nothing affects the next.
     pub fn process(&self, input: &Cloud, s: &Settings) -> Result<CloudResult> {
         let t0 = Instant::now();
         let input_points = input.len();
-        // `index` maps each filtered point to its point in the input.
-        let (mut cloud, mut index) = input.finite_points();
-        let dropped_non_finite = input_points - cloud.len();
-        if let Some(bounds) = &s.crop_box {
-            let (c, kept) = filters::crop(&cloud, bounds);
-            index = kept.iter().map(|&i| index[i]).collect();
-            cloud = c;
-        }
-        if s.voxel_size > 0.0 {
-            let (c, kept) = filters::voxel_downsample(&cloud, s.voxel_size);
-            index = kept.iter().map(|&i| index[i]).collect();
-            cloud = c;
-        }
-        if cloud.len() < MIN_POINTS {
+        let (filtered, input_index, dropped_non_finite) = filters::apply(input, s);
+        if filtered.len() < MIN_POINTS {
             return Err(Error::invalid(format!(
                 "{} usable points of {input_points} ({dropped_non_finite} not finite{}); \
                  at least {MIN_POINTS} needed",
-                cloud.len(),
-                if s.crop_box.is_some() || s.voxel_size > 0.0 {
-                    ", after crop_box and voxel_size"
+                filtered.len(),
+                if s.crop_box.is_some() || s.voxel_size > 0.0 || s.max_range > 0.0 {
+                    ", after max_range, crop_box and voxel_size"
                 } else {
                     ""
                 }
             )));
         }
-        let rotation = frame::model_rotation(&s.up_axis, &cloud, s.face_sensor);
-        let model_frame = frame::rotate(&cloud, &rotation);
         let t1 = Instant::now();
-        let (prepared, embeddings) = self.model.embed(&model_frame)?;
+        let (clusters, report) = self.find_objects(&filtered, s);
+        let up = Vector3::from(report.up);
+        let up_known = report.up_source != UpSource::Fallback;
+        let candidates: Vec<Candidate> = clusters
+            .into_iter()
+            .map(|indices| Candidate::new(&filtered, indices, &up, s))
+            .collect();
         let t2 = Instant::now();
+        // Objects the network can read; smaller ones are reported unrecognised.
+        let big: Vec<usize> = (0..candidates.len())
+            .filter(|&i| candidates[i].cloud.len() >= MIN_POINTS)
+            .collect();
+        let clouds: Vec<Cloud> = big.iter().map(|&i| candidates[i].model_frame.clone()).collect();
+        // [model][object]; the chosen model's entry is moved into the object's result.
+        let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
+        for model in &self.models {
+            embedded.push(model.embed_batch(&clouds)?.into_iter().map(Some).collect());
+        }
+        let t3 = Instant::now();
         let matcher = Matcher::new(MatchParams {
             min_score: s.score_threshold,
             ..self.match_params
         });
-        let mut matches =
-            matcher.match_prepared(&self.model.templates, &model_frame, &prepared, &embeddings);
-        for m in &mut matches {
-            m.xyz = cloud.points[m.index];
+        let motion = objects::motion(up, up_known);
+        let mut results = Vec::with_capacity(candidates.len());
+        for (i, candidate) in candidates.into_iter().enumerate() {
+            let Some(slot) = big.iter().position(|&b| b == i) else {
+                results.push(too_small(candidate));
+                continue;
+            };
+            let readings: Vec<objects::Reading> = self
+                .models
+                .iter()
+                .zip(&embedded)
+                .map(|(m, e)| {
+                    let e = e[slot].as_ref().expect("taken only below");
+                    objects::read(m, &matcher, &candidate, e, motion, s)
+                })
+                .collect();
+            let best = (0..readings.len())
+                .max_by(|&a, &b| readings[a].score.score.total_cmp(&readings[b].score.score))
+                .expect("at least one model");
+            let reading = &readings[best];
+            let score = reading.score.score;
+            let recognised = score >= s.min_object_score && score > 0.0;
+            let correspondences = if recognised {
+                objects::correspondences(reading, &candidate.indices, &input_index, s)
+            } else {
+                Vec::new()
+            };
+            let pose = objects::object_pose(&candidate, reading.pose.as_ref());
+            results.push(ObjectResult {
+                category: recognised.then(|| reading.score.category.clone()),
+                model: best,
+                score,
+                unrecognised: (!recognised).then(|| {
+                    format!(
+                        "best match quality {score:.2} ({}) is below min_object_score {:.2}",
+                        reading.score.category, s.min_object_score
+                    )
+                }),
+                candidates: readings.iter().map(|r| r.score.clone()).collect(),
+                centroid: centroid(&candidate.cloud),
+                indices: candidate.indices.clone(),
+                pose,
+                correspondences,
+                matches: readings.into_iter().nth(best).expect("best exists").matches,
+                model_frame: candidate.model_frame,
+                embedded: embedded[best][slot].take(),
+            });
         }
-        let mut correspondences: Vec<Correspondence> = matches
-            .iter()
-            .filter(|m| m.accepted)
-            .map(|m| Correspondence {
-                keypoint_id: m.semantic_id,
-                name: m.name.clone(),
-                xyz: m.xyz,
-                score: m.score.clamp(0.0, 1.0),
-                input_index: index[m.index],
-            })
-            .collect();
-        correspondences.sort_by(|a, b| b.score.total_cmp(&a.score));
-        if s.max_keypoints > 0 {
-            correspondences.truncate(s.max_keypoints);
-        }
-        let (lo, hi) = cloud.bounds();
-        let t3 = Instant::now();
+        let t4 = Instant::now();
         Ok(CloudResult {
-            correspondences,
-            matches,
-            object_size: crate::cloud::dist2(&lo, &hi).sqrt(),
-            filtered: cloud,
-            input_index: index,
-            model_frame,
-            prepared,
-            embeddings,
+            objects: results,
+            scene: report,
+            filtered,
+            input_index,
             input_points,
             dropped_non_finite,
             times: StageTimes {
                 decode: Duration::ZERO,
                 filter: t1 - t0,
-                inference: t2 - t1,
-                matching: t3 - t2,
+                scene: t2 - t1,
+                inference: t3 - t2,
+                matching: t4 - t3,
             },
         })
     }
+
+    /// The scene stage: object candidates (indices into `filtered`) and what was found.
+    fn find_objects(&self, filtered: &Cloud, s: &Settings) -> (Vec<Vec<usize>>, SceneReport) {
+        let Some(params) = &s.scene else {
+            let UpSearch::Near(axis) = s.up else {
+                unreachable!("validation refuses up_axis auto without segment_scene")
+            };
+            let report = SceneReport {
+                segmented: false,
+                plane: None,
+                up: axis.normalize().into(),
+                up_source: UpSource::Configured,
+                candidates: 1,
+                rejected: Rejections::default(),
+            };
+            return (vec![(0..filtered.len()).collect()], report);
+        };
+        let found = scene::segment(filtered, params, s.up);
+        let up_source = match (&found.plane, s.up) {
+            (Some(_), _) => UpSource::Plane,
+            (None, UpSearch::Auto { .. }) => UpSource::Fallback,
+            (None, UpSearch::Near(_)) => UpSource::Configured,
+        };
+        let report = SceneReport {
+            segmented: true,
+            plane: found.plane.as_ref().map(|p| PlaneReport {
+                normal: p.normal.into(),
+                offset: p.offset,
+                inliers: p.inliers.len(),
+            }),
+            up: found.up.into(),
+            up_source,
+            candidates: found.objects.len(),
+            rejected: found.rejected,
+        };
+        (found.objects.into_iter().map(|o| o.indices).collect(), report)
+    }
+}
+
+/// A candidate too small for the network: reported, never published.
+fn too_small(candidate: Candidate) -> ObjectResult {
+    ObjectResult {
+        category: None,
+        model: 0,
+        score: 0.0,
+        candidates: Vec::new(),
+        unrecognised: Some(format!(
+            "{} points; at least {MIN_POINTS} needed",
+            candidate.cloud.len()
+        )),
+        centroid: centroid(&candidate.cloud),
+        pose: objects::object_pose(&candidate, None),
+        indices: candidate.indices,
+        correspondences: Vec::new(),
+        matches: Vec::new(),
+        model_frame: candidate.model_frame,
+        embedded: None,
+    }
+}
+
+fn centroid(cloud: &Cloud) -> [f32; 3] {
+    let n = cloud.len().max(1) as f64;
+    let sum = cloud.points.iter().fold(Vector3::<f64>::zeros(), |a, p| {
+        a + Vector3::from(p.map(f64::from))
+    });
+    (sum / n).map(|c| c as f32).into()
 }

@@ -8,6 +8,7 @@
 
 use crate::deploy::Precision;
 use crate::error::{Error, Result};
+use crate::scene::SceneParams;
 use nalgebra::Vector3;
 use std::fmt;
 use std::path::Path;
@@ -16,7 +17,8 @@ use std::str::FromStr;
 /// Everything `semcorr_node` (and `semcorr infer`) can be told. Field docs are in [`PARAMS`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeParams {
-    pub model_path: String,
+    pub model_dir: String,
+    pub model_paths: Vec<String>,
     pub device: DeviceChoice,
     pub precision: PrecisionChoice,
     pub num_points: i64,
@@ -25,14 +27,39 @@ pub struct NodeParams {
     pub crop_box: Vec<f64>,
     pub voxel_size: f64,
     pub publish_embedding_cloud: bool,
-    pub up_axis: UpAxis,
+    pub up_axis: UpSetting,
+    pub fallback_up_axis: UpAxis,
     pub face_sensor: bool,
+    pub segment_scene: bool,
+    pub max_range: f64,
+    pub plane_distance_threshold: f64,
+    pub plane_iterations: i64,
+    pub plane_max_tilt_deg: f64,
+    pub cluster_tolerance: f64,
+    pub min_cluster_points: i64,
+    pub max_cluster_points: i64,
+    pub max_object_extent: f64,
+    pub max_height_above_plane: f64,
+    pub max_objects: i64,
+    pub min_object_score: f64,
+    pub publish_tf: bool,
+    pub tf_prefix: String,
+}
+
+/// An f32 default as written in decimal (0.01, not 0.009999999776), so the table, the YAML
+/// file and the README show the same number.
+fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 impl Default for NodeParams {
     fn default() -> Self {
+        // The scene defaults live with the scene stage; the table repeats them.
+        let scene = SceneParams::default();
+        let plane = scene.plane;
         NodeParams {
-            model_path: "models/mug_partial.gguf".into(),
+            model_dir: "models".into(),
+            model_paths: vec!["mug_partial.gguf".into(), "bottle_partial.gguf".into()],
             device: DeviceChoice::Cpu,
             precision: PrecisionChoice::Auto,
             num_points: 0,
@@ -41,8 +68,23 @@ impl Default for NodeParams {
             crop_box: Vec::new(),
             voxel_size: 0.0,
             publish_embedding_cloud: false,
-            up_axis: UpAxis::PosZ,
+            up_axis: UpSetting::Auto,
+            fallback_up_axis: UpAxis::NegY,
             face_sensor: true,
+            segment_scene: true,
+            max_range: 2.0,
+            plane_distance_threshold: decimal(plane.distance_threshold),
+            plane_iterations: plane.iterations as i64,
+            plane_max_tilt_deg: decimal(plane.max_tilt_deg),
+            cluster_tolerance: decimal(scene.cluster_tolerance),
+            min_cluster_points: scene.min_cluster_points as i64,
+            max_cluster_points: scene.max_cluster_points as i64,
+            max_object_extent: decimal(scene.max_object_extent),
+            max_height_above_plane: decimal(scene.max_height),
+            max_objects: scene.max_objects as i64,
+            min_object_score: 0.15,
+            publish_tf: true,
+            tf_prefix: "semcorr/".into(),
         }
     }
 }
@@ -168,6 +210,35 @@ impl fmt::Display for UpAxis {
     }
 }
 
+/// `up_axis`: `auto` (the support plane's normal, turned toward the sensor; for tilted
+/// cameras) or a fixed axis (the plane is then searched near it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpSetting {
+    Auto,
+    Axis(UpAxis),
+}
+
+impl FromStr for UpSetting {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(UpSetting::Auto);
+        }
+        s.parse()
+            .map(UpSetting::Axis)
+            .map_err(|_| format!("'{s}' is not auto or one of +x -x +y -y +z -z"))
+    }
+}
+
+impl fmt::Display for UpSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpSetting::Auto => f.write_str("auto"),
+            UpSetting::Axis(a) => write!(f, "{a}"),
+        }
+    }
+}
+
 /// A parameter's value as ROS types it (the types the node uses). The r2r adapter converts
 /// to and from r2r's own type; the core never sees ROS.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +248,7 @@ pub enum ParamValue {
     Double(f64),
     String(String),
     DoubleArray(Vec<f64>),
+    StringArray(Vec<String>),
 }
 
 /// The ROS type of a parameter.
@@ -187,6 +259,7 @@ pub enum ParamType {
     Double,
     String,
     DoubleArray,
+    StringArray,
 }
 
 impl ParamType {
@@ -197,6 +270,7 @@ impl ParamType {
             ParamType::Double => "double",
             ParamType::String => "string",
             ParamType::DoubleArray => "double array",
+            ParamType::StringArray => "string array",
         }
     }
 }
@@ -247,6 +321,13 @@ fn double(v: ParamValue) -> f64 {
     }
 }
 
+fn strings(v: ParamValue) -> Vec<String> {
+    match v {
+        ParamValue::StringArray(xs) => xs,
+        _ => unreachable!("type-checked by ParamValue::coerce"),
+    }
+}
+
 fn boolean(v: ParamValue) -> bool {
     match v {
         ParamValue::Bool(b) => b,
@@ -257,13 +338,26 @@ fn boolean(v: ParamValue) -> bool {
 /// Every parameter of the node, in declaration order.
 pub const PARAMS: &[ParamSpec] = &[
     ParamSpec {
-        name: "model_path",
+        name: "model_dir",
         kind: ParamType::String,
         restart_only: true,
-        description: "deployed model (.gguf from `semcorr export`)",
-        get: |p| ParamValue::String(p.model_path.clone()),
+        description: "folder of relative `model_paths` entries (the launch files set the \
+                      package's `models`); empty = the working directory",
+        get: |p| ParamValue::String(p.model_dir.clone()),
         set: |p, v| {
-            p.model_path = string(v);
+            p.model_dir = string(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "model_paths",
+        kind: ParamType::StringArray,
+        restart_only: true,
+        description: "deployed models (.gguf from `semcorr export`), one per category; each \
+                      object gets the category whose templates it matches best",
+        get: |p| ParamValue::StringArray(p.model_paths.clone()),
+        set: |p, v| {
+            p.model_paths = strings(v);
             Ok(())
         },
     },
@@ -316,7 +410,8 @@ pub const PARAMS: &[ParamSpec] = &[
         name: "max_keypoints",
         kind: ParamType::Integer,
         restart_only: false,
-        description: "publish at most this many correspondences, best first; 0 = all",
+        description: "publish at most this many correspondences per object, best first; 0 = \
+                      all",
         get: |p| ParamValue::Integer(p.max_keypoints),
         set: |p, v| {
             p.max_keypoints = integer(v);
@@ -364,8 +459,10 @@ pub const PARAMS: &[ParamSpec] = &[
         name: "up_axis",
         kind: ParamType::String,
         restart_only: false,
-        description: "input axis pointing up: `+z` (REP-103 frames), `-y` (camera optical \
-                      frames), `+y` (the models' own frame); any of `+x -x +y -y +z -z`",
+        description: "input axis pointing up: `auto` (the support plane's normal, for tilted \
+                      cameras; needs `segment_scene`), or a fixed `+z` (REP-103 frames), `-y` \
+                      (camera optical frames), `+y` (the models' frame), any of \
+                      `+x -x +y -y +z -z` (the plane is then searched near it)",
         get: |p| ParamValue::String(p.up_axis.to_string()),
         set: |p, v| {
             p.up_axis = parsed(v)?;
@@ -373,14 +470,187 @@ pub const PARAMS: &[ParamSpec] = &[
         },
     },
     ParamSpec {
+        name: "fallback_up_axis",
+        kind: ParamType::String,
+        restart_only: false,
+        description: "up when `up_axis` is `auto` and no plane is found (said in the \
+                      diagnostics); one of `+x -x +y -y +z -z`",
+        get: |p| ParamValue::String(p.fallback_up_axis.to_string()),
+        set: |p, v| {
+            p.fallback_up_axis = parsed(v)?;
+            Ok(())
+        },
+    },
+    ParamSpec {
         name: "face_sensor",
         kind: ParamType::Bool,
         restart_only: false,
-        description: "turn each cloud about the up axis so its side facing the sensor is the \
+        description: "turn each object about the up axis so its side facing the sensor is the \
                       models' front; false = only align up",
         get: |p| ParamValue::Bool(p.face_sensor),
         set: |p, v| {
             p.face_sensor = boolean(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "segment_scene",
+        kind: ParamType::Bool,
+        restart_only: false,
+        description: "find the support plane and the objects on it (a depth camera's scene); \
+                      false = the whole (cropped) cloud is one object",
+        get: |p| ParamValue::Bool(p.segment_scene),
+        set: |p, v| {
+            p.segment_scene = boolean(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "max_range",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "points farther than this from the sensor are dropped (input units); \
+                      0 = no limit",
+        get: |p| ParamValue::Double(p.max_range),
+        set: |p, v| {
+            p.max_range = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "plane_distance_threshold",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "support plane RANSAC: inlier distance (input units)",
+        get: |p| ParamValue::Double(p.plane_distance_threshold),
+        set: |p, v| {
+            p.plane_distance_threshold = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "plane_iterations",
+        kind: ParamType::Integer,
+        restart_only: false,
+        description: "support plane RANSAC: hypotheses tried (seeded: same cloud, same plane)",
+        get: |p| ParamValue::Integer(p.plane_iterations),
+        set: |p, v| {
+            p.plane_iterations = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "plane_max_tilt_deg",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "with a fixed `up_axis`: only planes within this angle of it are support \
+                      planes",
+        get: |p| ParamValue::Double(p.plane_max_tilt_deg),
+        set: |p, v| {
+            p.plane_max_tilt_deg = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "cluster_tolerance",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "points nearer than this join one object (Euclidean clustering, input \
+                      units)",
+        get: |p| ParamValue::Double(p.cluster_tolerance),
+        set: |p, v| {
+            p.cluster_tolerance = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "min_cluster_points",
+        kind: ParamType::Integer,
+        restart_only: false,
+        description: "smaller clusters are noise",
+        get: |p| ParamValue::Integer(p.min_cluster_points),
+        set: |p, v| {
+            p.min_cluster_points = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "max_cluster_points",
+        kind: ParamType::Integer,
+        restart_only: false,
+        description: "larger clusters are not one object (a wall, the room)",
+        get: |p| ParamValue::Integer(p.max_cluster_points),
+        set: |p, v| {
+            p.max_cluster_points = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "max_object_extent",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "clusters with a larger bounding-box diagonal are not objects (input \
+                      units)",
+        get: |p| ParamValue::Double(p.max_object_extent),
+        set: |p, v| {
+            p.max_object_extent = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "max_height_above_plane",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "points higher above the support plane are ignored (input units)",
+        get: |p| ParamValue::Double(p.max_height_above_plane),
+        set: |p, v| {
+            p.max_height_above_plane = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "max_objects",
+        kind: ParamType::Integer,
+        restart_only: false,
+        description: "at most this many objects per cloud, nearest the sensor first",
+        get: |p| ParamValue::Integer(p.max_objects),
+        set: |p, v| {
+            p.max_objects = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "min_object_score",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "an object whose best category scores below this (match quality, see \
+                      README) is reported as unrecognised, not published, in [0, 1]",
+        get: |p| ParamValue::Double(p.min_object_score),
+        set: |p, v| {
+            p.min_object_score = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "publish_tf",
+        kind: ParamType::Bool,
+        restart_only: false,
+        description: "broadcast a `/tf` frame per detected object",
+        get: |p| ParamValue::Bool(p.publish_tf),
+        set: |p, v| {
+            p.publish_tf = boolean(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "tf_prefix",
+        kind: ParamType::String,
+        restart_only: false,
+        description: "object frames are `<tf_prefix><category>_<n>` (n = the detection's \
+                      index)",
+        get: |p| ParamValue::String(p.tf_prefix.clone()),
+        set: |p, v| {
+            p.tf_prefix = string(v);
             Ok(())
         },
     },
@@ -407,14 +677,20 @@ impl ParamValue {
             | (ParamType::Integer, v @ V::Integer(_))
             | (ParamType::Double, v @ V::Double(_))
             | (ParamType::String, v @ V::String(_))
-            | (ParamType::DoubleArray, v @ V::DoubleArray(_)) => v,
+            | (ParamType::DoubleArray, v @ V::DoubleArray(_))
+            | (ParamType::StringArray, v @ V::StringArray(_)) => v,
             (ParamType::Double, V::Integer(i)) => V::Double(i as f64),
+            // One string where a list is expected: a list of one (`model_paths: a.gguf`).
+            (ParamType::StringArray, V::String(s)) => V::StringArray(vec![s]),
+            (ParamType::StringArray, V::DoubleArray(xs)) if xs.is_empty() => {
+                V::StringArray(Vec::new())
+            }
             (_, v) => return Err(format!("expected {}, got {v}", kind.name())),
         })
     }
 
     /// A value written as YAML (a params file's entry, `--set name=value`): `true`, `3`,
-    /// `0.5`, `+z`, `[0, 0.5]`. An empty list is a double array.
+    /// `0.5`, `+z`, `[0, 0.5]`, `[a.gguf, b.gguf]`. An empty list is a double array.
     pub fn from_yaml(v: &serde_yaml::Value) -> std::result::Result<ParamValue, String> {
         use serde_yaml::Value as Y;
         match v {
@@ -424,11 +700,19 @@ impl ParamValue {
                 None => ParamValue::Double(n.as_f64().unwrap_or(f64::NAN)),
             }),
             Y::String(s) => Ok(ParamValue::String(s.clone())),
+            Y::Sequence(items) if !items.is_empty() && items.iter().all(Y::is_string) => {
+                Ok(ParamValue::StringArray(
+                    items
+                        .iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect(),
+                ))
+            }
             Y::Sequence(items) => items
                 .iter()
                 .map(|x| {
                     x.as_f64()
-                        .ok_or_else(|| format!("{x:?} in a list is not a number"))
+                        .ok_or_else(|| format!("{x:?} in a list is neither a number nor text"))
                 })
                 .collect::<std::result::Result<_, _>>()
                 .map(ParamValue::DoubleArray),
@@ -445,6 +729,7 @@ impl fmt::Display for ParamValue {
             ParamValue::Double(x) => write!(f, "double {x}"),
             ParamValue::String(s) => write!(f, "string '{s}'"),
             ParamValue::DoubleArray(xs) => write!(f, "double array {xs:?}"),
+            ParamValue::StringArray(xs) => write!(f, "string array {xs:?}"),
         }
     }
 }
@@ -515,10 +800,13 @@ impl NodeParams {
 
     /// Checks the ranges of every value; the error names the parameter.
     pub fn validate(&self) -> Result<()> {
-        if self.model_path.is_empty() {
+        if self.model_paths.is_empty() || self.model_paths.iter().any(String::is_empty) {
             return Err(refuse(
-                "model_path",
-                "required (a .gguf file from `semcorr export`)",
+                "model_paths",
+                format!(
+                    "{:?}: one or more .gguf files from `semcorr export` needed",
+                    self.model_paths
+                ),
             ));
         }
         if self.num_points < 0 || (self.num_points > 0 && self.num_points < 16) {
@@ -540,13 +828,85 @@ impl NodeParams {
             ));
         }
         self.crop_bounds()?;
-        if !(self.voxel_size >= 0.0 && self.voxel_size.is_finite()) {
+        let at_least = |name: &str, v: f64, min: f64, what: &str| {
+            if v.is_finite() && v >= min {
+                Ok(())
+            } else {
+                Err(refuse(name, format!("{v} ({what})")))
+            }
+        };
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(refuse(name, format!("{v} (must be positive)")))
+            }
+        };
+        at_least("voxel_size", self.voxel_size, 0.0, "must be 0 or positive")?;
+        at_least("max_range", self.max_range, 0.0, "0 = no limit, else positive")?;
+        positive("plane_distance_threshold", self.plane_distance_threshold)?;
+        at_least("plane_iterations", self.plane_iterations as f64, 1.0, "at least 1")?;
+        if !(0.0..=90.0).contains(&self.plane_max_tilt_deg) {
             return Err(refuse(
-                "voxel_size",
-                format!("{} (must be 0 or positive)", self.voxel_size),
+                "plane_max_tilt_deg",
+                format!("{} is not in [0, 90]", self.plane_max_tilt_deg),
+            ));
+        }
+        positive("cluster_tolerance", self.cluster_tolerance)?;
+        at_least("min_cluster_points", self.min_cluster_points as f64, 1.0, "at least 1")?;
+        if self.max_cluster_points < self.min_cluster_points {
+            return Err(refuse(
+                "max_cluster_points",
+                format!(
+                    "{} is below min_cluster_points ({})",
+                    self.max_cluster_points, self.min_cluster_points
+                ),
+            ));
+        }
+        positive("max_object_extent", self.max_object_extent)?;
+        positive("max_height_above_plane", self.max_height_above_plane)?;
+        at_least("max_objects", self.max_objects as f64, 1.0, "at least 1")?;
+        if !(0.0..=1.0).contains(&self.min_object_score) {
+            return Err(refuse(
+                "min_object_score",
+                format!("{} is not in [0, 1]", self.min_object_score),
+            ));
+        }
+        if self.up_axis == UpSetting::Auto && !self.segment_scene {
+            return Err(refuse(
+                "up_axis",
+                "auto finds up from the support plane, which needs segment_scene: true \
+                 (or give a fixed axis)",
             ));
         }
         Ok(())
+    }
+
+    /// `model_paths` with relative entries under `model_dir`.
+    pub fn resolved_model_paths(&self) -> Vec<std::path::PathBuf> {
+        self.model_paths
+            .iter()
+            .map(|m| Path::new(&self.model_dir).join(m))
+            .collect()
+    }
+
+    /// The scene stage's settings.
+    pub fn scene_params(&self) -> SceneParams {
+        let d = SceneParams::default();
+        SceneParams {
+            plane: crate::scene::PlaneParams {
+                distance_threshold: self.plane_distance_threshold as f32,
+                iterations: self.plane_iterations as usize,
+                max_tilt_deg: self.plane_max_tilt_deg as f32,
+                ..d.plane
+            },
+            cluster_tolerance: self.cluster_tolerance as f32,
+            min_cluster_points: self.min_cluster_points as usize,
+            max_cluster_points: self.max_cluster_points as usize,
+            max_object_extent: self.max_object_extent as f32,
+            max_height: self.max_height_above_plane as f32,
+            max_objects: self.max_objects as usize,
+        }
     }
 
     /// The crop box, `None` when off (empty or all zeros: ROS params files cannot type an
@@ -588,6 +948,7 @@ pub fn markdown_table() -> String {
             ParamValue::Double(x) => format!("{x:?}"),
             ParamValue::String(v) => v,
             ParamValue::DoubleArray(xs) => format!("{xs:?}"),
+            ParamValue::StringArray(xs) => format!("{xs:?}"),
         };
         s += &format!(
             "| `{}` | {} | `{default}` | {} | {} |\n",
@@ -629,21 +990,19 @@ mod tests {
                 spec.name
             );
         }
-        assert!(root().join(&p.model_path).is_file());
+        for model in p.resolved_model_paths() {
+            assert!(root().join(&model).is_file(), "{}", model.display());
+        }
     }
 
     #[test]
-    fn launch_files_default_to_the_table_model() {
-        let model = NodeParams::default().model_path;
-        let (dir, file) = model.split_once('/').unwrap();
+    fn launch_files_default_to_the_package_models() {
+        let dir = NodeParams::default().model_dir;
         let py = std::fs::read_to_string(root().join("launch/semcorr.launch.py")).unwrap();
-        assert!(
-            py.contains(&format!("[share, \"{dir}\", \"{file}\"]")),
-            "{py}"
-        );
+        assert!(py.contains(&format!("[share, \"{dir}\"]")), "{py}");
         let xml = std::fs::read_to_string(root().join("launch/semcorr.launch.xml")).unwrap();
         assert!(
-            xml.contains(&format!("$(find-pkg-share semcorr)/{model}\"")),
+            xml.contains(&format!("$(find-pkg-share semcorr)/{dir}\"")),
             "{xml}"
         );
         for launch in [&py, &xml] {
@@ -677,6 +1036,15 @@ mod tests {
         let s = |t: &str| ParamValue::String(t.into());
         let cases = [
             ("up_axis", s("up")),
+            ("fallback_up_axis", s("auto")),
+            ("model_paths", ParamValue::StringArray(vec![])),
+            ("max_range", ParamValue::Double(-1.0)),
+            ("plane_iterations", ParamValue::Integer(0)),
+            ("plane_max_tilt_deg", ParamValue::Double(95.0)),
+            ("cluster_tolerance", ParamValue::Double(0.0)),
+            ("max_cluster_points", ParamValue::Integer(10)),
+            ("max_objects", ParamValue::Integer(0)),
+            ("min_object_score", ParamValue::Double(2.0)),
             ("device", s("gpu")),
             ("precision", s("int4")),
             ("num_points", ParamValue::Integer(3)),
@@ -697,6 +1065,10 @@ mod tests {
                 .to_string();
             assert!(e.contains(&format!("'{name}'")), "{name} {v}: {e}");
         }
+        let mut p = NodeParams::default();
+        p.set("segment_scene", ParamValue::Bool(false)).unwrap();
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("'up_axis'") && e.contains("segment_scene"), "{e}");
         let e = NodeParams::default()
             .set("scor_threshold", ParamValue::Double(0.1))
             .unwrap_err()
@@ -714,14 +1086,22 @@ mod tests {
             "device=cuda:1".into(),
             "precision=q8_0".into(),
             "up_axis=-y".into(),
+            "model_paths=[a.gguf, /m/b.gguf]".into(),
             "crop_box=[-1, -1, 0, 1, 1, 2.5]".into(),
             "score_threshold=1".into(),
         ])
         .unwrap();
         assert_eq!(p.device, DeviceChoice::Cuda(1));
         assert_eq!(p.precision, PrecisionChoice::Fixed(Precision::Q8_0));
-        assert_eq!(p.up_axis, UpAxis::NegY);
-        assert_eq!(p.up_axis.vector(), -Vector3::y());
+        assert_eq!(p.up_axis, UpSetting::Axis(UpAxis::NegY));
+        assert_eq!(
+            p.resolved_model_paths(),
+            [Path::new("models/a.gguf"), Path::new("/m/b.gguf")]
+        );
+        p.apply_overrides(&["model_paths=c.gguf".into(), "up_axis=auto".into()])
+            .unwrap();
+        assert_eq!(p.model_paths, ["c.gguf"]);
+        assert_eq!(p.up_axis, UpSetting::Auto);
         assert_eq!(p.score_threshold, 1.0);
         assert_eq!(
             p.crop_bounds().unwrap(),

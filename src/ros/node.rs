@@ -5,7 +5,7 @@
 
 use super::{convert, params};
 use crate::node::report::{self, MarkerTracker};
-use crate::node::stats::NodeStats;
+use crate::node::stats::{CloudSummary, NodeStats};
 use crate::node::{process_message, Latest};
 use crate::pipeline::{NodeParams, Pipeline, Settings};
 use anyhow::{Context as _, Result};
@@ -13,6 +13,8 @@ use futures::StreamExt;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::sensor_msgs::msg::PointCloud2;
 use r2r::std_msgs::msg::Header;
+use r2r::tf2_msgs::msg::TFMessage;
+use r2r::vision_msgs::msg::Detection3DArray;
 use r2r::visualization_msgs::msg::MarkerArray;
 use r2r::{Publisher, QosProfile};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +35,8 @@ struct Job {
 
 struct Outputs {
     correspondences: Publisher<PointCloud2>,
+    detections: Publisher<Detection3DArray>,
+    tf: Publisher<TFMessage>,
     markers: Publisher<MarkerArray>,
     embedding_cloud: Publisher<PointCloud2>,
 }
@@ -53,20 +57,26 @@ pub fn run() -> Result<()> {
     params::declare(&node.params, &params);
     let pipeline = Arc::new(Pipeline::new(&params)?);
     let settings = Arc::new(Mutex::new(Settings::from_params(&params)?));
-    tracing::info!(
-        "model {} ({}, {} keypoint templates, {} points, {}) on {}",
-        params.model_path,
-        pipeline.model.category.name,
-        pipeline.model.templates.templates.len(),
-        pipeline.model.prepare.num_points,
-        pipeline.model.precision,
-        params.device
-    );
+    for (path, model) in pipeline.model_paths.iter().zip(&pipeline.models) {
+        tracing::info!(
+            "model {path} ({}, {} keypoint templates, {} points, {}) on {}",
+            model.category.name,
+            model.templates.templates.len(),
+            model.prepare.num_points,
+            model.precision,
+            params.device
+        );
+    }
+    for warning in &pipeline.warnings {
+        tracing::warn!("{warning}");
+    }
 
     let input = node.subscribe::<PointCloud2>("~/input/points", QosProfile::sensor_data())?;
     let outputs = Outputs {
         correspondences: node
             .create_publisher("~/output/correspondences", QosProfile::default())?,
+        detections: node.create_publisher("~/output/detections", QosProfile::default())?,
+        tf: node.create_publisher("/tf", QosProfile::default())?,
         markers: node.create_publisher("~/output/markers", QosProfile::default())?,
         embedding_cloud: node
             .create_publisher("~/output/embedding_cloud", QosProfile::default())?,
@@ -196,8 +206,18 @@ fn infer_loop(
                     .correspondences
                     .publish(&convert::ros_from_raw(output.correspondences, h))
                     .and_then(|()| {
-                        let size = f64::from(result.object_size) * 0.04;
-                        let specs = markers.update(&result.correspondences, size);
+                        out.detections
+                            .publish(&convert::detections(&output.detections, h))
+                    })
+                    .and_then(|()| {
+                        if output.frames.is_empty() {
+                            Ok(())
+                        } else {
+                            out.tf.publish(&convert::frames(&output.frames, h))
+                        }
+                    })
+                    .and_then(|()| {
+                        let specs = markers.update(result);
                         out.markers.publish(&MarkerArray {
                             markers: specs.iter().map(|m| convert::marker(m, h)).collect(),
                         })
@@ -209,13 +229,15 @@ fn infer_loop(
                         None => Ok(()),
                     });
                 let mut st = lock(stats);
+                st.record_cloud(CloudSummary::of(result));
                 match published {
                     Ok(()) => st.record_latency(job.received.elapsed()),
                     Err(e) => st.record_failure(format!("publishing: {e}")),
                 }
                 tracing::debug!(
-                    "{} correspondences from {} points in {:.1} ms",
-                    result.correspondences.len(),
+                    "{} detections, {} correspondences from {} points in {:.1} ms",
+                    output.detections.len(),
+                    result.correspondences().len(),
                     result.input_points,
                     job.received.elapsed().as_secs_f64() * 1e3
                 );
@@ -236,7 +258,7 @@ async fn publish_diagnostics(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut failed_before = 0;
-    let model = params.model_path.clone();
+    let model = params.model_paths.join(", ");
     let device = params.device.to_string();
     loop {
         tick.tick().await;

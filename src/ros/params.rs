@@ -13,8 +13,8 @@ use std::sync::Mutex;
 /// ROS parameters every node has; accepted and ignored.
 const STANDARD: &[&str] = &["use_sim_time"];
 
-/// The core's value of an r2r value; `None` for types the node never uses (byte arrays,
-/// string arrays, ...), which the table then refuses by name.
+/// The core's value of an r2r value; an error for types the node never uses (byte and
+/// bool arrays), which the caller reports with the parameter's name.
 fn from_ros(v: &ParameterValue) -> std::result::Result<ParamValue, String> {
     use ParameterValue as V;
     Ok(match v {
@@ -24,6 +24,7 @@ fn from_ros(v: &ParameterValue) -> std::result::Result<ParamValue, String> {
         V::String(s) => ParamValue::String(s.clone()),
         V::DoubleArray(xs) => ParamValue::DoubleArray(xs.clone()),
         V::IntegerArray(xs) => ParamValue::DoubleArray(xs.iter().map(|&i| i as f64).collect()),
+        V::StringArray(xs) => ParamValue::StringArray(xs.clone()),
         other => return Err(format!("unsupported parameter type {other:?}")),
     })
 }
@@ -36,6 +37,7 @@ fn to_ros(v: ParamValue) -> ParameterValue {
         ParamValue::Double(x) => V::Double(x),
         ParamValue::String(s) => V::String(s),
         ParamValue::DoubleArray(xs) => V::DoubleArray(xs),
+        ParamValue::StringArray(xs) => V::StringArray(xs),
     }
 }
 
@@ -118,7 +120,9 @@ mod tests {
         assert!(e.to_string().contains("'num_points'"), "{e}");
         let e = apply(&mut p, "up_axis", &ParameterValue::StringArray(vec![])).unwrap_err();
         assert!(e.to_string().contains("'up_axis'"), "{e}");
-        assert!(!is_known("scor_threshold") && is_restart_only("model_path"));
+        let e = apply(&mut p, "model_paths", &ParameterValue::ByteArray(vec![])).unwrap_err();
+        assert!(e.to_string().contains("'model_paths'"), "{e}");
+        assert!(!is_known("scor_threshold") && is_restart_only("model_paths"));
         for spec in PARAMS {
             let v = to_ros(spec.value(&p));
             apply(&mut p.clone(), spec.name, &v).unwrap();

@@ -7,6 +7,7 @@ pub mod bench_geodesic;
 pub mod bench_model;
 pub mod bench_node;
 pub mod samples;
+pub mod scene_eval;
 pub mod scenes;
 
 pub use bench_geodesic::torus_cloud;

@@ -335,16 +335,17 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
     Ok(scenes)
 }
 
-/// Writes `scene_000.pcd`, ... (organised, `binary_compressed`) and `truth.json`
-/// (`[{"file", "tilt_deg", "distance_m", "objects": [ObjectTruth]}]`) into `dir`.
-pub fn write_scenes(dir: &Path, opts: &SceneOptions) -> Result<Vec<PathBuf>> {
+/// Writes `scene_000.pcd`, ... (organised, in `encoding`: `binary_compressed` as recorded
+/// scans come) and `truth.json` (`[{"file", "tilt_deg", "distance_m", "objects":
+/// [ObjectTruth]}]`) into `dir`.
+pub fn write_scenes(dir: &Path, opts: &SceneOptions, encoding: PcdEncoding) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut files = Vec::new();
     let mut truth = Vec::new();
     for (i, s) in sample_scenes(opts)?.iter().enumerate() {
         let name = format!("scene_{i:03}.pcd");
         let path = dir.join(&name);
-        write_pcd(&path, &s.cloud, PcdEncoding::BinaryCompressed)?;
+        write_pcd(&path, &s.cloud, encoding)?;
         truth.push(serde_json::json!({
             "file": name,
             "tilt_deg": s.tilt_deg,

@@ -26,14 +26,20 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
 from sensor_msgs.msg import PointCloud2  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+from vision_msgs.msg import Detection3DArray  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 import ros_peer  # noqa: E402
 
 NODE_BIN = os.environ.get("SEMCORR_NODE_BIN", os.path.join(REPO, "target/debug/semcorr_node"))
 CLI_BIN = os.environ.get("SEMCORR_BIN", os.path.join(REPO, "target/debug/semcorr"))
-MODEL = os.path.join(REPO, "models/mug_partial.gguf")
+MODELS = os.path.join(REPO, "models")
+MODEL = os.path.join(MODELS, "mug_partial.gguf")
 PARAMS = os.path.join(REPO, "config/semcorr.yaml")
+# The sample clouds are single objects in a REP-103 frame: no table, +z up. The scene
+# test switches the scene stage on at run time.
+SINGLE_OBJECTS = ["-p", "segment_scene:=false", "-p", "up_axis:=+z"]
 
 
 def node_env():
@@ -47,7 +53,7 @@ def node_env():
 
 def start_node(*ros_args):
     log = tempfile.TemporaryFile()
-    args = [NODE_BIN, "--ros-args", "--params-file", PARAMS, "-p", f"model_path:={MODEL}"]
+    args = [NODE_BIN, "--ros-args", "--params-file", PARAMS, "-p", f"model_dir:={MODELS}"]
     proc = subprocess.Popen(
         args + list(ros_args), stdout=log, stderr=subprocess.STDOUT, env=node_env()
     )
@@ -73,12 +79,24 @@ class NodeTest(unittest.TestCase):
             stdout=subprocess.DEVNULL,
         )
         cls.clouds, cls.truth = ros_peer.load_samples(cls.samples)
-        cls.proc, cls.log = start_node()
+        cls.scenes = tempfile.mkdtemp(prefix="semcorr-scenes-")
+        subprocess.run(
+            [CLI_BIN, "samples", "--scene", "--out", cls.scenes, "--count", "2", "--seed", "9400",
+             "--pcd-encoding", "binary"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        cls.proc, cls.log = start_node(*SINGLE_OBJECTS)
         rclpy.init()
         cls.peer = rclpy.create_node("semcorr_test_peer")
         qos = QoSProfile(depth=100)
         cls.pub = cls.peer.create_publisher(PointCloud2, "/semcorr_node/input/points", qos)
         cls.results, cls.markers, cls.diagnostics = [], [], []
+        cls.detections, cls.tf = [], []
+        cls.peer.create_subscription(
+            Detection3DArray, "/semcorr_node/output/detections", cls.detections.append, qos
+        )
+        cls.peer.create_subscription(TFMessage, "/tf", cls.tf.append, qos)
         cls.peer.create_subscription(
             PointCloud2, "/semcorr_node/output/correspondences", cls.results.append, qos
         )
@@ -107,12 +125,12 @@ class NodeTest(unittest.TestCase):
         matches = os.path.join(cls.samples, "matches.json")
         subprocess.run(
             [CLI_BIN, "infer", "--model", MODEL, "--cloud", os.path.join(cls.samples, "sample_000.pcd"),
-             "--json", matches],
+             "--set", "segment_scene=false", "--set", "up_axis=+z", "--json", matches],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         with open(matches) as f:
-            cls.model_ids = {m["semantic_id"] for m in json.load(f)["matches"]}
+            cls.model_ids = {m["semantic_id"] for m in json.load(f)["objects"][0]["matches"]}
 
     @classmethod
     def tearDownClass(cls):
@@ -155,8 +173,9 @@ class NodeTest(unittest.TestCase):
             msg = self.result_for(10 + i, 500)
             self.assertIsNotNone(msg, f"no correspondences for sample {i}:\n" + read_log(self.log))
             self.assertEqual(msg.header.frame_id, "test_camera")
-            xyz, ids, scores = ros_peer.parse_correspondences(msg)
+            xyz, ids, scores, objects = ros_peer.parse_correspondences(msg, with_objects=True)
             self.assertGreater(len(ids), 0)
+            self.assertTrue(np.all(objects == 0), "one object: the whole cloud")
             self.assertTrue(set(ids.tolist()) <= known_ids, ids)
             self.assertTrue(np.all((scores >= 0) & (scores <= 1)), scores)
             # Every published point is one of the input's points.
@@ -176,8 +195,59 @@ class NodeTest(unittest.TestCase):
             added = [m for m in markers.markers if m.action == Marker.ADD]
             spheres = [m for m in added if m.type == Marker.SPHERE]
             self.assertEqual(len(spheres), len(ids))
-            self.assertEqual(len([m for m in added if m.type == Marker.TEXT_VIEW_FACING]), len(ids))
+            # A label per keypoint and one for the object; its box and its three axes.
+            self.assertEqual(len([m for m in added if m.type == Marker.TEXT_VIEW_FACING]), len(ids) + 1)
+            self.assertEqual(len([m for m in added if m.type == Marker.CUBE]), 1)
+            self.assertEqual(len([m for m in added if m.type == Marker.ARROW]), 3)
             self.assertTrue(all(m.header.frame_id == "test_camera" for m in markers.markers))
+
+    def test_scenes_give_detections_and_tf_frames_with_the_input_header(self):
+        from rcl_interfaces.msg import ParameterType, ParameterValue
+
+        def text(v):
+            return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
+
+        self.set_parameter("segment_scene", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True))
+        self.set_parameter("up_axis", text("auto"))
+        try:
+            clouds, shapes, truth = ros_peer.load_scenes(self.scenes)
+            for i, (cloud, shape) in enumerate(zip(clouds, shapes)):
+                sec = 400 + i
+                self.send(ros_peer.make_cloud(cloud, "camera_optical", stamp(sec, 7), extra_field=False,
+                                              shape=shape))
+                msg = self.result_for(sec, 7, timeout=30)
+                self.assertIsNotNone(msg, f"no correspondences for scene {i}:\n" + read_log(self.log)[-3000:])
+                dets = self.spin_until(
+                    lambda: next((d for d in self.detections if d.header.stamp == msg.header.stamp), None)
+                )
+                self.assertIsNotNone(dets, "no detections")
+                self.assertEqual(dets.header.frame_id, "camera_optical")
+                self.assertGreater(len(dets.detections), 0, read_log(self.log)[-2000:])
+                _, _, _, objects = ros_peer.parse_correspondences(msg, with_objects=True)
+                self.assertTrue(np.all(objects < len(dets.detections)), objects)
+                categories = {o["category"] for o in truth[i]["objects"]}
+                for n, d in enumerate(dets.detections):
+                    self.assertEqual(d.id, str(n))
+                    self.assertEqual(d.header, dets.header)
+                    self.assertIn(d.results[0].hypothesis.class_id, categories | {"mug", "bottle"})
+                    self.assertEqual(d.bbox.center, d.results[0].pose.pose)
+                    self.assertGreater(d.bbox.size.z, 0)
+                frames = self.spin_until(
+                    lambda: next(
+                        (t for t in self.tf if t.transforms and t.transforms[0].header.stamp == msg.header.stamp),
+                        None,
+                    )
+                )
+                self.assertIsNotNone(frames, "no /tf frames")
+                names = [t.child_frame_id for t in frames.transforms]
+                expected = [f"semcorr/{d.results[0].hypothesis.class_id}_{n}" for n, d in enumerate(dets.detections)]
+                self.assertEqual(names, expected)
+                for t, d in zip(frames.transforms, dets.detections):
+                    self.assertEqual(t.header.frame_id, "camera_optical")
+                    self.assertAlmostEqual(t.transform.translation.x, d.bbox.center.position.x, places=6)
+        finally:
+            self.set_parameter("up_axis", text("+z"))
+            self.set_parameter("segment_scene", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False))
 
     def latest_diagnostic(self):
         if not self.diagnostics:
@@ -355,7 +425,7 @@ class LaunchFilesTest(unittest.TestCase):
         py_compile.compile(py, cfile=os.path.join(tempfile.mkdtemp(), "l.pyc"), doraise=True)
         text = open(py).read()
         for needle in ['executable="semcorr_node"', '"~/input/points"', '"params_file"',
-                       '"config", "semcorr.yaml"', '"models", "mug_partial.gguf"']:
+                       '"config", "semcorr.yaml"', '[share, "models"]']:
             self.assertIn(needle, text)
         root = ET.parse(os.path.join(REPO, "launch/semcorr.launch.xml")).getroot()
         node = root.find("node")
@@ -363,10 +433,12 @@ class LaunchFilesTest(unittest.TestCase):
         self.assertEqual(node.find("remap").get("from"), "~/input/points")
         self.assertEqual(node.find("param").get("from"), "$(var params_file)")
         args = {a.get("name"): a.get("default") for a in root.findall("arg")}
-        self.assertEqual(set(args), {"input", "params_file", "model_path", "namespace"})
-        for default in (args["params_file"], args["model_path"]):
-            rel = default.replace("$(find-pkg-share semcorr)/", "")
-            self.assertTrue(os.path.isfile(os.path.join(REPO, rel)), rel)
+        self.assertEqual(set(args), {"input", "params_file", "model_dir", "namespace"})
+        rel = args["params_file"].replace("$(find-pkg-share semcorr)/", "")
+        self.assertTrue(os.path.isfile(os.path.join(REPO, rel)), rel)
+        models = args["model_dir"].replace("$(find-pkg-share semcorr)/", "")
+        for name in ("mug_partial.gguf", "bottle_partial.gguf"):
+            self.assertTrue(os.path.isfile(os.path.join(REPO, models, name)), name)
         pkg = ET.parse(os.path.join(REPO, "package.xml")).getroot()
         self.assertEqual(pkg.find("export/build_type").text, "ament_cargo")
         self.assertIn("install_to_share = [\"launch\", \"config\", \"models\"]",
@@ -388,7 +460,7 @@ class StartupTest(unittest.TestCase):
             (["-p", "score_threshold:=1.5"], "score_threshold"),
             (["-p", "num_points:=many"], "num_points"),
             (["-p", "device:=gpu"], "device"),
-            (["-p", "model_path:=/nonexistent.gguf"], "model_path"),
+            (["-p", "model_paths:=[/nonexistent.gguf]"], "model_paths"),
         ]:
             code, log = self.run_node(*args)
             self.assertNotEqual(code, 0, args)
@@ -399,9 +471,9 @@ class StartupTest(unittest.TestCase):
             data = model.read()
             f.write(data[: len(data) // 3])
             f.flush()
-            code, log = self.run_node("-p", f"model_path:={f.name}")
+            code, log = self.run_node("-p", f"model_paths:=[{f.name}]")
         self.assertNotEqual(code, 0)
-        self.assertIn("model_path", log)
+        self.assertIn("model_paths", log)
 
 
 if __name__ == "__main__":

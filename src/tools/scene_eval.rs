@@ -1,0 +1,169 @@
+//! How well the pipeline reads sample scenes against their truth (`semcorr bench scenes`,
+//! `tests/scenes.rs`): objects found and their categories, published keypoints near the
+//! truth, visible keypoints published, pose errors.
+//!
+//! A truth object with at least [`MIN_VISIBLE`] visible points is *found* when a detection's
+//! points have their centroid within 0.6 x its size of the object's centre. Pose errors
+//! are over found objects whose pose was fitted from keypoints: the distance between
+//! centres, and the rotation angle. Bottles are bodies of revolution whose "front" is a
+//! convention (the side facing the sensor), so for them only the up axis is compared (the
+//! angle between the true and fitted z axes); for other categories the whole rotation.
+
+use super::scenes::SceneSample;
+use crate::error::Result;
+use crate::pipeline::{Pipeline, PoseSource, Settings};
+use crate::stats::median;
+use nalgebra::{Quaternion, UnitQuaternion, Vector3};
+use std::fmt;
+
+/// Objects with fewer visible points are not counted (the issue's bar).
+pub const MIN_VISIBLE: usize = 500;
+/// A published keypoint within this of the truth (metres) is right.
+pub const NEAR: f32 = 0.03;
+/// Categories whose yaw about their axis is a convention, not a measurement.
+pub const AXIAL: &[&str] = &["bottle"];
+
+/// Counts over a set of scenes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SceneScore {
+    pub scenes: usize,
+    /// Truth objects with at least [`MIN_VISIBLE`] visible points.
+    pub objects: usize,
+    pub found: usize,
+    pub category_right: usize,
+    /// Published keypoints of found objects whose id the truth has (visible), and of those
+    /// the ones within [`NEAR`].
+    pub published: usize,
+    pub published_near: usize,
+    /// Visible annotated keypoints of found objects, and of those the ones published.
+    pub visible: usize,
+    pub visible_published: usize,
+    /// Detections that match no counted truth object (objects under [`MIN_VISIBLE`]
+    /// visible points included).
+    pub false_detections: usize,
+    pub pose_errors_m: Vec<f64>,
+    pub pose_errors_deg: Vec<f64>,
+    /// Objects counted whose pose came from the cluster (no fit).
+    pub unposed: usize,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+impl SceneScore {
+    pub fn found_rate(&self) -> f64 {
+        ratio(self.found, self.objects)
+    }
+    pub fn category_rate(&self) -> f64 {
+        ratio(self.category_right, self.objects)
+    }
+    pub fn near_rate(&self) -> f64 {
+        ratio(self.published_near, self.published)
+    }
+    pub fn recall(&self) -> f64 {
+        ratio(self.visible_published, self.visible)
+    }
+    pub fn median_pose_m(&self) -> f64 {
+        median(&mut self.pose_errors_m.clone())
+    }
+    pub fn median_pose_deg(&self) -> f64 {
+        median(&mut self.pose_errors_deg.clone())
+    }
+}
+
+impl fmt::Display for SceneScore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} scenes, {} objects with >= {MIN_VISIBLE} visible points: found {} ({:.1}%), \
+             category right {} ({:.1}%), {} false detections; published keypoints within \
+             {:.0} cm {} of {} ({:.1}%); visible keypoints published {} of {} ({:.1}%); pose \
+             median {:.1} mm, {:.1} deg over {} objects ({} without a fitted pose)",
+            self.scenes,
+            self.objects,
+            self.found,
+            100.0 * self.found_rate(),
+            self.category_right,
+            100.0 * self.category_rate(),
+            self.false_detections,
+            NEAR * 100.0,
+            self.published_near,
+            self.published,
+            100.0 * self.near_rate(),
+            self.visible_published,
+            self.visible,
+            100.0 * self.recall(),
+            1e3 * self.median_pose_m(),
+            self.median_pose_deg(),
+            self.pose_errors_m.len(),
+            self.unposed
+        )
+    }
+}
+
+fn quaternion([x, y, z, w]: [f32; 4]) -> UnitQuaternion<f32> {
+    UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z))
+}
+
+/// Runs the pipeline on every scene and scores it against the truth.
+pub fn evaluate(pipeline: &Pipeline, settings: &Settings, scenes: &[SceneSample]) -> Result<SceneScore> {
+    let mut score = SceneScore {
+        scenes: scenes.len(),
+        ..Default::default()
+    };
+    for s in scenes {
+        let r = pipeline.process(&s.cloud, settings)?;
+        let detections: Vec<_> = r.detections().map(|(_, o)| o).collect();
+        let mut used = vec![false; detections.len()];
+        for truth in s.objects.iter().filter(|o| o.visible_points >= MIN_VISIBLE) {
+            score.objects += 1;
+            let centre = Vector3::from(truth.position);
+            let nearest = (0..detections.len())
+                .filter(|&d| !used[d])
+                .map(|d| (d, (Vector3::from(detections[d].centroid) - centre).norm()))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((d, _)) = nearest.filter(|&(_, dist)| dist < 0.6 * truth.size) else {
+                continue;
+            };
+            used[d] = true;
+            let o = detections[d];
+            score.found += 1;
+            score.category_right += usize::from(o.category.as_deref() == Some(&truth.category));
+            score.visible += truth.keypoints.len();
+            for c in &o.correspondences {
+                if let Some((_, t)) = truth.keypoints.iter().find(|(id, _)| *id == c.keypoint_id) {
+                    score.published += 1;
+                    let err = (Vector3::from(c.xyz) - Vector3::from(*t)).norm();
+                    score.published_near += usize::from(err <= NEAR);
+                }
+            }
+            score.visible_published += truth
+                .keypoints
+                .iter()
+                .filter(|(id, _)| o.correspondences.iter().any(|c| c.keypoint_id == *id))
+                .count();
+            if !matches!(o.pose.source, PoseSource::Keypoints { .. }) {
+                score.unposed += 1;
+                continue;
+            }
+            score
+                .pose_errors_m
+                .push(f64::from((Vector3::from(o.pose.position) - centre).norm()));
+            let (qt, qf) = (quaternion(truth.orientation), o.pose.rotation());
+            let deg = if AXIAL.contains(&truth.category.as_str()) {
+                let (zt, zf) = (qt * Vector3::z(), qf * Vector3::z());
+                zt.dot(&zf).clamp(-1.0, 1.0).acos().to_degrees()
+            } else {
+                qt.angle_to(&qf).to_degrees()
+            };
+            score.pose_errors_deg.push(f64::from(deg));
+        }
+        score.false_detections += used.iter().filter(|u| !**u).count();
+    }
+    Ok(score)
+}
