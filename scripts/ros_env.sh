@@ -46,6 +46,12 @@ _semcorr_ros_interfaces() {
 _semcorr_ros_setup() {
   local repo
   repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  # Depth-camera clouds (3.7 MB and more) need a larger Fast DDS shared-memory segment than
+  # the default; see the profile's comment. A profile the user set wins.
+  if [ -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}${FASTDDS_DEFAULT_PROFILES_FILE:-}" ]; then
+    export FASTRTPS_DEFAULT_PROFILES_FILE="$repo/config/fastdds_large_data.xml"
+    export FASTDDS_DEFAULT_PROFILES_FILE="$FASTRTPS_DEFAULT_PROFILES_FILE"
+  fi
   if [ -n "${ROS_DISTRO:-}" ] && [ -n "${AMENT_PREFIX_PATH:-}" ]; then
     echo "ros_env: using the sourced ROS 2 $ROS_DISTRO ($AMENT_PREFIX_PATH)" >&2
     _semcorr_ros_interfaces "$repo" "$repo/target/ros-interfaces-$ROS_DISTRO" "" || return 1

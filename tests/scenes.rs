@@ -17,8 +17,8 @@ fn root() -> &'static Path {
 
 /// The shipped config's parameters with the repository's models.
 fn params() -> NodeParams {
-    let mut p = NodeParams::from_ros_yaml(&root().join("config/semcorr.yaml"), "semcorr_node")
-        .unwrap();
+    let mut p =
+        NodeParams::from_ros_yaml(&root().join("config/semcorr.yaml"), "semcorr_node").unwrap();
     p.model_dir = root().join(&p.model_dir).display().to_string();
     p
 }
@@ -27,7 +27,10 @@ fn pipeline() -> &'static (Pipeline, Settings) {
     static P: OnceLock<(Pipeline, Settings)> = OnceLock::new();
     P.get_or_init(|| {
         let p = params();
-        (Pipeline::new(&p).unwrap(), Settings::from_params(&p).unwrap())
+        (
+            Pipeline::new(&p).unwrap(),
+            Settings::from_params(&p).unwrap(),
+        )
     })
 }
 
@@ -123,7 +126,13 @@ fn bad_scenes_give_documented_results() {
     assert!(e.contains("not finite"), "{e}");
 
     // No plane (one object in the air): up falls back, and the summary says so.
-    let blob: Vec<[f32; 3]> = good.cloud.points.iter().copied().filter(|p| p[2] < 0.0).collect();
+    let blob: Vec<[f32; 3]> = good
+        .cloud
+        .points
+        .iter()
+        .copied()
+        .filter(|p| p[2] < 0.0)
+        .collect();
     let floating = semcorr::tools::samples::sample_clouds(&Default::default()).unwrap();
     let optical: Vec<[f32; 3]> = floating[0]
         .cloud
@@ -135,20 +144,31 @@ fn bad_scenes_give_documented_results() {
     let r = run(&Cloud::new(optical));
     assert!(r.scene.plane.is_none());
     assert_eq!(r.scene.up_source, UpSource::Fallback);
-    assert!(r.scene.summary(0).contains("no plane found"), "{}", r.scene.summary(0));
+    assert!(
+        r.scene.summary(0).contains("no plane found"),
+        "{}",
+        r.scene.summary(0)
+    );
 
     // A wall-sized cluster on the table: refused by extent, said in the summary.
     let mut walled = table();
     for i in 0..150 {
         for j in 0..100 {
-            walled.push(world(0.8 * i as f32 / 150.0 - 0.4, 1.1, 0.55 * j as f32 / 100.0));
+            walled.push(world(
+                0.8 * i as f32 / 150.0 - 0.4,
+                1.1,
+                0.55 * j as f32 / 100.0,
+            ));
         }
     }
     let r = run(&Cloud::new(walled));
     assert!(r.scene.plane.is_some());
     assert_eq!(r.detections().count(), 0);
     let line = r.scene.summary(0);
-    assert!(line.contains("over max_object_extent") || line.contains("over max_cluster_points"), "{line}");
+    assert!(
+        line.contains("over max_object_extent") || line.contains("over max_cluster_points"),
+        "{line}"
+    );
 
     // Ten times more clusters than max_objects: the nearest are kept, the rest counted.
     let mut crowded = table();
@@ -166,7 +186,11 @@ fn bad_scenes_give_documented_results() {
     let first = run(&good.cloud);
     if let Some(o) = first.objects.first() {
         let mut doubled = good.cloud.points.clone();
-        let pts: Vec<[f32; 3]> = o.indices.iter().map(|&i| first.filtered.points[i]).collect();
+        let pts: Vec<[f32; 3]> = o
+            .indices
+            .iter()
+            .map(|&i| first.filtered.points[i])
+            .collect();
         let width = pts.iter().map(|p| p[0]).fold(f32::MIN, f32::max)
             - pts.iter().map(|p| p[0]).fold(f32::MAX, f32::min);
         doubled.extend(pts.iter().map(|p| [p[0] + width * 0.95, p[1], p[2]]));

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use semcorr::dataset::{synth, Dataset, Split};
 use semcorr::cloud::pcd::PcdEncoding;
+use semcorr::dataset::{synth, Dataset, Split};
 use semcorr::deploy::Precision;
 use semcorr::eval::{self, Baseline};
 use semcorr::pipeline::NodeParams;
@@ -471,14 +471,13 @@ fn main() -> Result<()> {
                 };
                 let pipeline = semcorr::pipeline::Pipeline::new(&params)?;
                 let settings = semcorr::pipeline::Settings::from_params(&params)?;
-                let scenes = semcorr::tools::scenes::sample_scenes(
-                    &semcorr::tools::scenes::SceneOptions {
+                let scenes =
+                    semcorr::tools::scenes::sample_scenes(&semcorr::tools::scenes::SceneOptions {
                         count,
                         seed,
                         max_yaw_deg: max_yaw,
                         ..Default::default()
-                    },
-                )?;
+                    })?;
                 let score = semcorr::tools::scene_eval::evaluate(&pipeline, &settings, &scenes)?;
                 println!("{score}");
             }
@@ -617,10 +616,7 @@ fn infer_text(r: &semcorr::pipeline::CloudResult) -> String {
                 next_id += 1;
                 format!("object {}: {c} score {:.2}", next_id - 1, o.score)
             }
-            None => format!(
-                "unrecognised: {}",
-                o.unrecognised.as_deref().unwrap_or("?")
-            ),
+            None => format!("unrecognised: {}", o.unrecognised.as_deref().unwrap_or("?")),
         };
         let _ = writeln!(
             s,
@@ -645,7 +641,7 @@ fn infer_text(r: &semcorr::pipeline::CloudResult) -> String {
             p.size[2],
             verdicts.join(", ")
         );
-        if o.category.is_some() {
+        if !o.matches.is_empty() {
             s += &semcorr::matching::format_table(&o.matches);
         }
     }

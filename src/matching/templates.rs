@@ -182,7 +182,12 @@ pub fn canonical_positions(models: &[AnnotatedModel]) -> BTreeMap<u32, [f32; 3]>
     let mut sums: BTreeMap<u32, ([f64; 3], usize)> = BTreeMap::new();
     for m in models {
         let norm = Normalization::fit(&m.cloud, NormalizationMode::BboxDiagonal);
-        for k in m.annotation.keypoints.iter().filter(|k| k.point_index < m.cloud.len()) {
+        for k in m
+            .annotation
+            .keypoints
+            .iter()
+            .filter(|k| k.point_index < m.cloud.len())
+        {
             let p = norm.apply_point(m.cloud.points[k.point_index]);
             let (sum, n) = sums.entry(k.semantic_id).or_default();
             for a in 0..3 {

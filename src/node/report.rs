@@ -2,9 +2,9 @@
 //! them into `visualization_msgs/Marker` and `diagnostic_msgs/DiagnosticStatus`.
 
 use super::stats::StatsSummary;
+use crate::picture::keypoint_color;
 use crate::pipeline::{CloudResult, ObjectResult};
 use nalgebra::{UnitQuaternion, Vector3};
-use crate::picture::keypoint_color;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,13 @@ pub struct MarkerTracker {
 
 const IDENTITY: [f64; 4] = [0.0, 0.0, 0.0, 1.0];
 
-fn add(id: i32, kind: MarkerKind, position: [f64; 3], scale: [f64; 3], rgba: [f32; 4]) -> MarkerSpec {
+fn add(
+    id: i32,
+    kind: MarkerKind,
+    position: [f64; 3],
+    scale: [f64; 3],
+    rgba: [f32; 4],
+) -> MarkerSpec {
     MarkerSpec {
         id,
         kind,
@@ -70,13 +76,25 @@ fn add(id: i32, kind: MarkerKind, position: [f64; 3], scale: [f64; 3], rgba: [f3
 /// a label with the category and score.
 fn object_markers(n: u32, o: &ObjectResult) -> Vec<MarkerSpec> {
     let base = (n as i32).saturating_mul(PER_OBJECT);
-    let size = o.pose.size.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let size = o
+        .pose
+        .size
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let dot = (0.04 * size).max(0.004);
     let mut out = Vec::new();
     for c in &o.correspondences {
         let k = base + (c.keypoint_id as i32 % (OBJECT_MARKERS / 2)) * 2;
         let p = c.xyz.map(f64::from);
-        out.push(add(k, MarkerKind::Sphere, p, [dot; 3], keypoint_color(c.keypoint_id)));
+        out.push(add(
+            k,
+            MarkerKind::Sphere,
+            p,
+            [dot; 3],
+            keypoint_color(c.keypoint_id),
+        ));
         let mut label = add(
             k + 1,
             MarkerKind::Text,
@@ -126,7 +144,11 @@ fn object_markers(n: u32, o: &ObjectResult) -> Vec<MarkerSpec> {
     let mut label = add(
         base + OBJECT_MARKERS + 4,
         MarkerKind::Text,
-        [centre[0] + f64::from(top.x), centre[1] + f64::from(top.y), centre[2] + f64::from(top.z)],
+        [
+            centre[0] + f64::from(top.x),
+            centre[1] + f64::from(top.y),
+            centre[2] + f64::from(top.z),
+        ],
         [1.5 * dot; 3],
         [1.0, 1.0, 1.0, 1.0],
     );
@@ -289,7 +311,10 @@ mod tests {
         assert!(first.iter().all(|m| m.action == MarkerAction::Add));
         assert!(first.iter().any(|m| m.text.contains("rim")));
         assert!(first.iter().any(|m| m.kind == MarkerKind::Cube));
-        assert_eq!(first.iter().filter(|m| m.kind == MarkerKind::Arrow).count(), 3);
+        assert_eq!(
+            first.iter().filter(|m| m.kind == MarkerKind::Arrow).count(),
+            3
+        );
         let second = t.update_with([(0, &b), (1, &a)].into_iter());
         let deleted: Vec<i32> = second
             .iter()

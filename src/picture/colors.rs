@@ -88,7 +88,6 @@ pub fn keypoint_color(id: u32) -> [f32; 4] {
     [r, g, b, 1.0]
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +97,4 @@ mod tests {
         assert_ne!(keypoint_color(0), keypoint_color(1));
         assert_ne!(keypoint_color(1), keypoint_color(2));
     }
-
 }

@@ -4,8 +4,8 @@
 //! and a label.
 
 use super::font::{register_font, FONT_FAMILY};
-use crate::error::{Error, Result};
 use super::keypoint_color;
+use crate::error::{Error, Result};
 use crate::pipeline::CloudResult;
 use nalgebra::Vector3;
 use plotters::prelude::*;
@@ -37,10 +37,16 @@ pub fn render_scene_png(
     let err = |e: String| Error::format(path, format!("drawing the picture: {e}"));
     let points = &r.filtered.points;
     let n = points.len().max(1) as f32;
-    let centre = points.iter().fold(Vector3::zeros(), |a, p| a + Vector3::from(*p)) / n;
+    let centre = points
+        .iter()
+        .fold(Vector3::zeros(), |a, p| a + Vector3::from(*p))
+        / n;
     let forward = centre.try_normalize(1e-9).unwrap_or(Vector3::z());
     let up0 = Vector3::from(r.scene.up);
-    let right = forward.cross(&up0).try_normalize(1e-9).unwrap_or(Vector3::x());
+    let right = forward
+        .cross(&up0)
+        .try_normalize(1e-9)
+        .unwrap_or(Vector3::x());
     let up = right.cross(&forward);
     // Perspective from the sensor (the origin); points behind it are skipped.
     let project = |p: Vector3<f32>| -> Option<(f32, f32, f32)> {
@@ -133,8 +139,12 @@ pub fn render_scene_png(
                     o.score,
                     o.correspondences.len()
                 );
-                root.draw(&Text::new(label, (p.0 - 30, p.1 - 20), font.clone().color(&color)))
-                    .map_err(|e| err(e.to_string()))?;
+                root.draw(&Text::new(
+                    label,
+                    (p.0 - 30, p.1 - 20),
+                    font.clone().color(&color),
+                ))
+                .map_err(|e| err(e.to_string()))?;
             }
         }
     }

@@ -293,7 +293,12 @@ impl Pipeline {
             if p.num_points > 0 {
                 model.prepare.num_points = p.num_points as usize;
             }
-            if model.templates.templates.iter().any(|t| t.position.is_none()) {
+            if model
+                .templates
+                .templates
+                .iter()
+                .any(|t| t.position.is_none())
+            {
                 warnings.push(format!(
                     "{shown}: its templates have no canonical positions (a file from before \
                      poses): objects of '{}' get the cluster's box instead of a fitted pose \
@@ -344,7 +349,10 @@ impl Pipeline {
         let big: Vec<usize> = (0..candidates.len())
             .filter(|&i| candidates[i].cloud.len() >= MIN_POINTS)
             .collect();
-        let clouds: Vec<Cloud> = big.iter().map(|&i| candidates[i].model_frame.clone()).collect();
+        let clouds: Vec<Cloud> = big
+            .iter()
+            .map(|&i| candidates[i].model_frame.clone())
+            .collect();
         // [model][object]; the chosen model's entry is moved into the object's result.
         let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
         for model in &self.models {
@@ -455,7 +463,10 @@ impl Pipeline {
             candidates: found.objects.len(),
             rejected: found.rejected,
         };
-        (found.objects.into_iter().map(|o| o.indices).collect(), report)
+        (
+            found.objects.into_iter().map(|o| o.indices).collect(),
+            report,
+        )
     }
 }
 

@@ -38,7 +38,11 @@ pub struct CategoryScore {
 pub enum PoseSource {
     /// Fitted to the correspondences: `scale` = the object's size (bounding-box diagonal,
     /// input units), `inliers` matches explained, `rms` their residual (input units).
-    Keypoints { scale: f32, inliers: usize, rms: f32 },
+    Keypoints {
+        scale: f32,
+        inliers: usize,
+        rms: f32,
+    },
     /// The model has no canonical positions or the fit failed: the cluster's box, upright
     /// and facing the sensor as the network saw it.
     Cluster,
@@ -145,7 +149,9 @@ pub(super) fn read(
     for m in &mut matches {
         m.xyz = candidate.cloud.points[m.index];
     }
-    let accepted: Vec<usize> = (0..matches.len()).filter(|&i| matches[i].accepted).collect();
+    let accepted: Vec<usize> = (0..matches.len())
+        .filter(|&i| matches[i].accepted)
+        .collect();
     let positioned: Vec<(usize, [f32; 3])> = accepted
         .iter()
         .filter_map(|&i| {
@@ -157,7 +163,11 @@ pub(super) fn read(
             Some((i, t.position?))
         })
         .collect();
-    let has_positions = model.templates.templates.iter().all(|t| t.position.is_some());
+    let has_positions = model
+        .templates
+        .templates
+        .iter()
+        .all(|t| t.position.is_some());
     let (supported, pose) = if has_positions {
         let pairs: Vec<([f32; 3], [f32; 3])> = positioned
             .iter()
@@ -174,7 +184,13 @@ pub(super) fn read(
         (accepted.clone(), None)
     };
     let n = model.templates.templates.len().max(1) as f32;
-    let score = supported.iter().map(|&i| matches[i].score.clamp(0.0, 1.0)).sum::<f32>() / n;
+    // `+ 0.0`: an empty f32 sum is -0.0.
+    let score = supported
+        .iter()
+        .map(|&i| matches[i].score.clamp(0.0, 1.0))
+        .sum::<f32>()
+        / n
+        + 0.0;
     Reading {
         score: CategoryScore {
             category: model.category.name.clone(),

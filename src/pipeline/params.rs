@@ -843,9 +843,19 @@ impl NodeParams {
             }
         };
         at_least("voxel_size", self.voxel_size, 0.0, "must be 0 or positive")?;
-        at_least("max_range", self.max_range, 0.0, "0 = no limit, else positive")?;
+        at_least(
+            "max_range",
+            self.max_range,
+            0.0,
+            "0 = no limit, else positive",
+        )?;
         positive("plane_distance_threshold", self.plane_distance_threshold)?;
-        at_least("plane_iterations", self.plane_iterations as f64, 1.0, "at least 1")?;
+        at_least(
+            "plane_iterations",
+            self.plane_iterations as f64,
+            1.0,
+            "at least 1",
+        )?;
         if !(0.0..=90.0).contains(&self.plane_max_tilt_deg) {
             return Err(refuse(
                 "plane_max_tilt_deg",
@@ -853,7 +863,12 @@ impl NodeParams {
             ));
         }
         positive("cluster_tolerance", self.cluster_tolerance)?;
-        at_least("min_cluster_points", self.min_cluster_points as f64, 1.0, "at least 1")?;
+        at_least(
+            "min_cluster_points",
+            self.min_cluster_points as f64,
+            1.0,
+            "at least 1",
+        )?;
         if self.max_cluster_points < self.min_cluster_points {
             return Err(refuse(
                 "max_cluster_points",
@@ -1068,7 +1083,10 @@ mod tests {
         let mut p = NodeParams::default();
         p.set("segment_scene", ParamValue::Bool(false)).unwrap();
         let e = p.validate().unwrap_err().to_string();
-        assert!(e.contains("'up_axis'") && e.contains("segment_scene"), "{e}");
+        assert!(
+            e.contains("'up_axis'") && e.contains("segment_scene"),
+            "{e}"
+        );
         let e = NodeParams::default()
             .set("scor_threshold", ParamValue::Double(0.1))
             .unwrap_err()

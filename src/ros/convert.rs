@@ -1,18 +1,18 @@
 //! Message conversions between r2r's generated types and the core's plain data.
 
 use crate::node::pointcloud2::{PointField, RawPointCloud2};
+use crate::node::process::{DetectionSpec, FrameSpec};
 use crate::node::report::{
     DiagnosticReport, Level, MarkerAction, MarkerKind, MarkerSpec, MARKER_NS,
 };
-use crate::node::process::{DetectionSpec, FrameSpec};
 use r2r::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
 use r2r::geometry_msgs::msg::{Pose, Quaternion, Transform, TransformStamped, Vector3};
+use r2r::sensor_msgs::msg::{PointCloud2, PointField as RosPointField};
+use r2r::std_msgs::msg::{ColorRGBA, Header};
 use r2r::tf2_msgs::msg::TFMessage;
 use r2r::vision_msgs::msg::{
     BoundingBox3D, Detection3D, Detection3DArray, ObjectHypothesis, ObjectHypothesisWithPose,
 };
-use r2r::sensor_msgs::msg::{PointCloud2, PointField as RosPointField};
-use r2r::std_msgs::msg::{ColorRGBA, Header};
 use r2r::visualization_msgs::msg::Marker;
 
 /// Takes the cloud out of the message (the data is moved, not copied).
@@ -90,8 +90,12 @@ pub fn marker(spec: &MarkerSpec, header: &Header) -> Marker {
     m.pose.position.x = spec.position[0];
     m.pose.position.y = spec.position[1];
     m.pose.position.z = spec.position[2];
-    [m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w] =
-        spec.orientation;
+    [
+        m.pose.orientation.x,
+        m.pose.orientation.y,
+        m.pose.orientation.z,
+        m.pose.orientation.w,
+    ] = spec.orientation;
     [m.scale.x, m.scale.y, m.scale.z] = spec.scale;
     let [r, g, b, a] = spec.rgba;
     m.color = ColorRGBA { r, g, b, a };
@@ -126,7 +130,12 @@ pub fn diagnostic_status(
 fn pose(position: [f64; 3], orientation: [f64; 4]) -> Pose {
     let mut p = Pose::default();
     [p.position.x, p.position.y, p.position.z] = position;
-    [p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w] = orientation;
+    [
+        p.orientation.x,
+        p.orientation.y,
+        p.orientation.z,
+        p.orientation.w,
+    ] = orientation;
     p
 }
 

@@ -37,7 +37,7 @@ impl Default for SceneParams {
     fn default() -> Self {
         SceneParams {
             plane: PlaneParams::default(),
-            cluster_tolerance: 0.01,
+            cluster_tolerance: 0.015,
             min_cluster_points: 200,
             max_cluster_points: 100_000,
             max_object_extent: 0.6,

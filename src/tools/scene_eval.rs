@@ -43,6 +43,8 @@ pub struct SceneScore {
     pub false_detections: usize,
     pub pose_errors_m: Vec<f64>,
     pub pose_errors_deg: Vec<f64>,
+    /// The category of each pose error.
+    pub pose_categories: Vec<String>,
     /// Objects counted whose pose came from the cluster (no fit).
     pub unposed: usize,
 }
@@ -74,6 +76,19 @@ impl SceneScore {
     pub fn median_pose_deg(&self) -> f64 {
         median(&mut self.pose_errors_deg.clone())
     }
+
+    /// Median pose errors (metres, degrees) of one category.
+    pub fn category_pose(&self, category: &str) -> (f64, f64, usize) {
+        let pick = |v: &[f64]| -> Vec<f64> {
+            v.iter()
+                .zip(&self.pose_categories)
+                .filter(|(_, c)| *c == category)
+                .map(|(e, _)| *e)
+                .collect()
+        };
+        let (mut m, mut d) = (pick(&self.pose_errors_m), pick(&self.pose_errors_deg));
+        (median(&mut m), median(&mut d), m.len())
+    }
 }
 
 impl fmt::Display for SceneScore {
@@ -102,7 +117,15 @@ impl fmt::Display for SceneScore {
             self.median_pose_deg(),
             self.pose_errors_m.len(),
             self.unposed
-        )
+        )?;
+        let mut categories: Vec<&String> = self.pose_categories.iter().collect();
+        categories.sort();
+        categories.dedup();
+        for c in categories {
+            let (m, d, n) = self.category_pose(c);
+            write!(f, "; {c}: {:.1} mm, {d:.1} deg ({n})", 1e3 * m)?;
+        }
+        Ok(())
     }
 }
 
@@ -111,7 +134,11 @@ fn quaternion([x, y, z, w]: [f32; 4]) -> UnitQuaternion<f32> {
 }
 
 /// Runs the pipeline on every scene and scores it against the truth.
-pub fn evaluate(pipeline: &Pipeline, settings: &Settings, scenes: &[SceneSample]) -> Result<SceneScore> {
+pub fn evaluate(
+    pipeline: &Pipeline,
+    settings: &Settings,
+    scenes: &[SceneSample],
+) -> Result<SceneScore> {
     let mut score = SceneScore {
         scenes: scenes.len(),
         ..Default::default()
@@ -162,6 +189,7 @@ pub fn evaluate(pipeline: &Pipeline, settings: &Settings, scenes: &[SceneSample]
                 qt.angle_to(&qf).to_degrees()
             };
             score.pose_errors_deg.push(f64::from(deg));
+            score.pose_categories.push(truth.category.clone());
         }
         score.false_detections += used.iter().filter(|u| !**u).count();
     }

@@ -338,7 +338,11 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
 /// Writes `scene_000.pcd`, ... (organised, in `encoding`: `binary_compressed` as recorded
 /// scans come) and `truth.json` (`[{"file", "tilt_deg", "distance_m", "objects":
 /// [ObjectTruth]}]`) into `dir`.
-pub fn write_scenes(dir: &Path, opts: &SceneOptions, encoding: PcdEncoding) -> Result<Vec<PathBuf>> {
+pub fn write_scenes(
+    dir: &Path,
+    opts: &SceneOptions,
+    encoding: PcdEncoding,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut files = Vec::new();
     let mut truth = Vec::new();
