@@ -58,8 +58,12 @@ fn fresh_scenes_meet_the_quality_bars() {
     assert!(score.category_rate() >= 0.95, "{score}");
     assert!(score.near_rate() >= 0.85, "{score}");
     assert!(score.recall() >= 0.60, "{score}");
-    assert!(score.median_pose_deg() <= 10.0, "{score}");
-    assert!(score.median_pose_m() <= 0.02, "{score}");
+    // Per category: bottles' rotation is their axis only (see scene_eval).
+    for category in ["mug", "bottle"] {
+        let (m, deg, n) = score.category_pose(category);
+        assert!(n >= 5, "{category}: {score}");
+        assert!(m <= 0.02 && deg <= 10.0, "{category}: {score}");
+    }
 }
 
 #[test]
@@ -142,6 +146,7 @@ fn bad_scenes_give_documented_results() {
         .chain(blob)
         .collect();
     let r = run(&Cloud::new(optical));
+    eprintln!("no plane: {}", r.scene.summary(r.detections().count()));
     assert!(r.scene.plane.is_none());
     assert_eq!(r.scene.up_source, UpSource::Fallback);
     assert!(
@@ -162,6 +167,7 @@ fn bad_scenes_give_documented_results() {
         }
     }
     let r = run(&Cloud::new(walled));
+    eprintln!("wall: {}", r.scene.summary(r.detections().count()));
     assert!(r.scene.plane.is_some());
     assert_eq!(r.detections().count(), 0);
     let line = r.scene.summary(0);
@@ -177,6 +183,10 @@ fn bad_scenes_give_documented_results() {
         crowded.extend(block(a, d, 0.03, 0.05, 7));
     }
     let r = run(&Cloud::new(crowded));
+    eprintln!("crowded: {}", r.scene.summary(r.detections().count()));
+    for o in &r.objects {
+        eprintln!("  {:?} {:.2} {:?}", o.category, o.score, o.candidates);
+    }
     let max_objects = s.scene.as_ref().unwrap().max_objects;
     assert_eq!(r.objects.len(), max_objects, "{}", r.scene.summary(0));
     assert_eq!(r.scene.rejected.over_max_objects, 40 - max_objects);
@@ -195,7 +205,8 @@ fn bad_scenes_give_documented_results() {
             - pts.iter().map(|p| p[0]).fold(f32::MAX, f32::min);
         doubled.extend(pts.iter().map(|p| [p[0] + width * 0.95, p[1], p[2]]));
         let r = run(&Cloud::new(doubled));
-        assert!(!r.scene.summary(0).is_empty());
+        eprintln!("touching: {}", r.scene.summary(r.detections().count()));
+        assert_eq!(r.objects.len(), first.objects.len(), "the pair is one candidate");
     }
 
     // An object cut by the image border: half its pixels missing.
@@ -207,7 +218,8 @@ fn bad_scenes_give_documented_results() {
         }
     }
     let r = run(&cut);
-    assert!(!r.scene.summary(r.detections().count()).is_empty());
+    eprintln!("border-cut: {}", r.scene.summary(r.detections().count()));
+    assert!(!r.objects.is_empty());
 
     // And the next cloud is read as before.
     assert_eq!(run(&good.cloud).detections().count(), good_count);

@@ -480,6 +480,9 @@ fn main() -> Result<()> {
                     })?;
                 let score = semcorr::tools::scene_eval::evaluate(&pipeline, &settings, &scenes)?;
                 println!("{score}");
+                for line in &score.missed {
+                    println!("missed: {line}");
+                }
             }
             BenchCommand::Model { repeats } => {
                 println!("{}", semcorr::tools::bench_model::try_model_bench(repeats)?)

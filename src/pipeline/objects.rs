@@ -21,6 +21,9 @@ use crate::pose::{fit_pose, Motion, Pose};
 use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
 use serde::Serialize;
 
+/// A cluster more than this many times the fitted object size across is not that object.
+pub const MAX_EXTENT_OVER_SIZE: f32 = 1.5;
+
 /// One model's verdict on one object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryScore {
@@ -173,12 +176,17 @@ pub(super) fn read(
             .iter()
             .map(|&(i, canonical)| (canonical, matches[i].xyz))
             .collect();
+        // A view of an object is no larger than the object: a pose whose size (the fitted
+        // scale, the category's bounding-box diagonal) is well below the cluster's extent
+        // explains a few matches on something else (a mug's keypoints on a box).
+        let (lo, hi) = candidate.cloud.bounds();
+        let extent = crate::cloud::dist2(&lo, &hi).sqrt();
         match fit_pose(&pairs, motion, &s.pose) {
-            Some(pose) => (
+            Some(pose) if extent <= MAX_EXTENT_OVER_SIZE * pose.scale => (
                 pose.inliers.iter().map(|&k| positioned[k].0).collect(),
                 Some(pose),
             ),
-            None => (Vec::new(), None),
+            _ => (Vec::new(), None),
         }
     } else {
         (accepted.clone(), None)

@@ -26,6 +26,10 @@ pub struct PlaneParams {
     pub max_tilt_deg: f32,
     /// A plane needs at least this fraction of the points to count as found.
     pub min_inlier_fraction: f32,
+    /// ... and its inliers must span at least this (bounding-box diagonal, input units):
+    /// a support plane is larger than an object, and without a table in view the best
+    /// "plane" is a slice through the object.
+    pub min_extent: f32,
     pub seed: u64,
 }
 
@@ -37,6 +41,7 @@ impl Default for PlaneParams {
             score_sample: 4096,
             max_tilt_deg: 30.0,
             min_inlier_fraction: 0.05,
+            min_extent: 0.3,
             seed: 0,
         }
     }
@@ -140,7 +145,10 @@ pub fn fit_plane(cloud: &Cloud, params: &PlaneParams, up: Option<Vector3<f32>>) 
     }
     plane.inliers = inlier_indices(cloud, &plane, thr);
     let enough = plane.inliers.len() as f32 >= params.min_inlier_fraction * n as f32;
-    enough.then_some(plane)
+    let points: Vec<[f32; 3]> = plane.inliers.iter().map(|&i| cloud.points[i]).collect();
+    let (lo, hi) = crate::cloud::bounds(&points);
+    let wide = crate::cloud::dist2(&lo, &hi) >= params.min_extent * params.min_extent;
+    (enough && wide).then_some(plane)
 }
 
 fn inlier_indices(cloud: &Cloud, plane: &Plane, thr: f32) -> Vec<usize> {
@@ -235,7 +243,12 @@ mod tests {
             min_inlier_fraction: 0.2,
             ..Default::default()
         };
-        assert!(fit_plane(&Cloud::new(ball), &params, None).is_none());
+        assert!(fit_plane(&Cloud::new(ball.clone()), &params, None).is_none());
+        // A flat patch smaller than min_extent is a face of an object, not a support.
+        let patch: Vec<[f32; 3]> = (0..900)
+            .map(|i| [1.0, (i % 30) as f32 * 0.005, (i / 30) as f32 * 0.005])
+            .collect();
+        assert!(fit_plane(&Cloud::new(patch), &PlaneParams::default(), None).is_none());
         assert!(fit_plane(&Cloud::new(vec![[0.0; 3]; 2]), &params, None).is_none());
     }
 }

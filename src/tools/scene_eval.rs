@@ -47,6 +47,8 @@ pub struct SceneScore {
     pub pose_categories: Vec<String>,
     /// Objects counted whose pose came from the cluster (no fit).
     pub unposed: usize,
+    /// Why each missed object was missed (scene, truth, the nearest candidate's verdict).
+    pub missed: Vec<String>,
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -143,7 +145,7 @@ pub fn evaluate(
         scenes: scenes.len(),
         ..Default::default()
     };
-    for s in scenes {
+    for (scene_index, s) in scenes.iter().enumerate() {
         let r = pipeline.process(&s.cloud, settings)?;
         let detections: Vec<_> = r.detections().map(|(_, o)| o).collect();
         let mut used = vec![false; detections.len()];
@@ -155,6 +157,26 @@ pub fn evaluate(
                 .map(|d| (d, (Vector3::from(detections[d].centroid) - centre).norm()))
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             let Some((d, _)) = nearest.filter(|&(_, dist)| dist < 0.6 * truth.size) else {
+                let candidate = r
+                    .objects
+                    .iter()
+                    .map(|o| (o, (Vector3::from(o.centroid) - centre).norm()))
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                let why = match candidate {
+                    Some((o, dist)) if dist < 0.6 * truth.size => {
+                        o.unrecognised.clone().unwrap_or_else(|| "taken by another".into())
+                    }
+                    Some((o, dist)) => format!(
+                        "no candidate there (nearest {:.0} cm away, {} points)",
+                        dist * 100.0,
+                        o.indices.len()
+                    ),
+                    None => "no candidates".into(),
+                };
+                score.missed.push(format!(
+                    "scene {scene_index}: {} with {} visible points: {why}",
+                    truth.category, truth.visible_points
+                ));
                 continue;
             };
             used[d] = true;

@@ -4,7 +4,7 @@
 use super::config::{AugmentConfig, TrainConfig};
 use super::loss::BatchKeypoint;
 use crate::cloud::visibility::{visible_points, VisibilityParams};
-use crate::cloud::{dist2, prepare};
+use crate::cloud::{dist2, prepare, Cloud};
 use crate::dataset::AnnotatedModel;
 use crate::error::Result;
 use rand::Rng;
@@ -47,16 +47,14 @@ pub fn training_item(
             &VisibilityParams::default(),
         );
         if visible.len() >= MIN_VISIBLE_POINTS {
-            let mut new_index = vec![usize::MAX; cloud.len()];
-            for (new, &old) in visible.iter().enumerate() {
-                new_index[old] = new;
-            }
-            keypoints = keypoints
-                .into_iter()
-                .filter(|&(i, _)| new_index[i] != usize::MAX)
-                .map(|(i, s)| (new_index[i], s))
-                .collect();
-            cloud = cloud.select(&visible);
+            keep_only(&mut cloud, &mut keypoints, &visible);
+        }
+    }
+    // Drawn only when enabled, so runs without it keep their random streams.
+    if augment && cfg.augment.cut_prob > 0.0 && rng.random::<f32>() < cfg.augment.cut_prob {
+        let kept = border_cut(&cloud, rng);
+        if kept.len() >= MIN_VISIBLE_POINTS {
+            keep_only(&mut cloud, &mut keypoints, &kept);
         }
     }
     let prepared = prepare(&cloud, &cfg.prepare, rng.random(), &what)?;
@@ -79,6 +77,34 @@ pub fn training_item(
         perturb(&mut points, &cfg.augment, rng);
     }
     Ok(TrainingItem { points, keypoints })
+}
+
+/// Keeps the points `kept` (ascending indices) of `cloud` and the keypoints on them.
+fn keep_only(cloud: &mut Cloud, keypoints: &mut Vec<(usize, u32)>, kept: &[usize]) {
+    let mut new_index = vec![usize::MAX; cloud.len()];
+    for (new, &old) in kept.iter().enumerate() {
+        new_index[old] = new;
+    }
+    keypoints.retain(|&(i, _)| new_index[i] != usize::MAX);
+    for k in keypoints.iter_mut() {
+        k.0 = new_index[k.0];
+    }
+    *cloud = cloud.select(kept);
+}
+
+/// The points on one side of a random vertical plane (parallel to up, y), placed to keep
+/// 40-90% of them: what an image border leaves of an object at the edge of the view.
+fn border_cut(cloud: &Cloud, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let (s, c) = rng.random_range(0.0..std::f32::consts::TAU).sin_cos();
+    let along: Vec<f32> = cloud.points.iter().map(|p| c * p[0] + s * p[2]).collect();
+    let mut sorted = along.clone();
+    sorted.sort_by(f32::total_cmp);
+    let keep = rng.random_range(0.4f32..0.9);
+    let at = ((1.0 - keep) * sorted.len() as f32) as usize;
+    let Some(&threshold) = sorted.get(at.min(sorted.len().saturating_sub(1))) else {
+        return Vec::new();
+    };
+    (0..cloud.len()).filter(|&i| along[i] >= threshold).collect()
 }
 
 /// A camera 2-3 diagonals away, above the object's equator more often than not (y up).

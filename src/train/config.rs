@@ -72,6 +72,9 @@ pub struct AugmentConfig {
     pub rotate_up: bool,
     /// Probability of replacing a training cloud by a partial view from a random camera.
     pub partial_view_prob: f32,
+    /// Probability of cutting the cloud by a random vertical plane, keeping 40-90% of it,
+    /// as an image border cuts an object at the edge of a depth camera's view.
+    pub cut_prob: f32,
 }
 
 impl Default for AugmentConfig {
@@ -81,6 +84,7 @@ impl Default for AugmentConfig {
             jitter_clip: 0.01,
             rotate_up: false,
             partial_view_prob: 0.0,
+            cut_prob: 0.0,
         }
     }
 }
@@ -219,6 +223,9 @@ impl TrainConfig {
         }
         if !positive(self.loss.negatives_per_positive) {
             return bad("loss.negatives_per_positive", "must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.augment.cut_prob) {
+            return bad("augment.cut_prob", "must be in [0, 1]");
         }
         if !(0.0..=1.0).contains(&self.augment.partial_view_prob) {
             return bad("augment.partial_view_prob", "must be in [0, 1]");
