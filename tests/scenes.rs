@@ -206,7 +206,11 @@ fn bad_scenes_give_documented_results() {
         doubled.extend(pts.iter().map(|p| [p[0] + width * 0.95, p[1], p[2]]));
         let r = run(&Cloud::new(doubled));
         eprintln!("touching: {}", r.scene.summary(r.detections().count()));
-        assert_eq!(r.objects.len(), first.objects.len(), "the pair is one candidate");
+        assert_eq!(
+            r.objects.len(),
+            first.objects.len(),
+            "the pair is one candidate"
+        );
     }
 
     // An object cut by the image border: half its pixels missing.

@@ -39,6 +39,9 @@ fn run(
     Ok(times)
 }
 
+/// One stage's time out of a cloud's [`StageTimes`].
+type Stage = fn(&StageTimes) -> Duration;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -168,7 +171,7 @@ pub fn scene_bench(
     )
     .ok();
     writeln!(out, "{:>10} {:>9} {:>9}", "stage", "p50 ms", "p99 ms").ok();
-    let stages: [(&str, fn(&StageTimes) -> Duration); 6] = [
+    let stages: [(&str, Stage); 6] = [
         ("decode", |t| t.decode),
         ("filter", |t| t.filter),
         ("scene", |t| t.scene),

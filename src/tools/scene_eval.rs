@@ -47,7 +47,8 @@ pub struct SceneScore {
     pub pose_categories: Vec<String>,
     /// Objects counted whose pose came from the cluster (no fit).
     pub unposed: usize,
-    /// Why each missed object was missed (scene, truth, the nearest candidate's verdict).
+    /// Why each missed object was missed (scene, truth, the nearest candidate's verdict),
+    /// and each found one with the wrong category.
     pub missed: Vec<String>,
 }
 
@@ -163,9 +164,10 @@ pub fn evaluate(
                     .map(|o| (o, (Vector3::from(o.centroid) - centre).norm()))
                     .min_by(|a, b| a.1.total_cmp(&b.1));
                 let why = match candidate {
-                    Some((o, dist)) if dist < 0.6 * truth.size => {
-                        o.unrecognised.clone().unwrap_or_else(|| "taken by another".into())
-                    }
+                    Some((o, dist)) if dist < 0.6 * truth.size => o
+                        .unrecognised
+                        .clone()
+                        .unwrap_or_else(|| "taken by another".into()),
                     Some((o, dist)) => format!(
                         "no candidate there (nearest {:.0} cm away, {} points)",
                         dist * 100.0,
@@ -182,7 +184,20 @@ pub fn evaluate(
             used[d] = true;
             let o = detections[d];
             score.found += 1;
-            score.category_right += usize::from(o.category.as_deref() == Some(&truth.category));
+            if o.category.as_deref() == Some(&truth.category) {
+                score.category_right += 1;
+            } else {
+                score.missed.push(format!(
+                    "scene {scene_index}: {} with {} visible points taken for a {} ({:?})",
+                    truth.category,
+                    truth.visible_points,
+                    o.category.as_deref().unwrap_or("?"),
+                    o.candidates
+                        .iter()
+                        .map(|c| format!("{} {:.2}", c.category, c.score))
+                        .collect::<Vec<_>>()
+                ));
+            }
             score.visible += truth.keypoints.len();
             for c in &o.correspondences {
                 if let Some((_, t)) = truth.keypoints.iter().find(|(id, _)| *id == c.keypoint_id) {

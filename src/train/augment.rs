@@ -104,7 +104,9 @@ fn border_cut(cloud: &Cloud, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let Some(&threshold) = sorted.get(at.min(sorted.len().saturating_sub(1))) else {
         return Vec::new();
     };
-    (0..cloud.len()).filter(|&i| along[i] >= threshold).collect()
+    (0..cloud.len())
+        .filter(|&i| along[i] >= threshold)
+        .collect()
 }
 
 /// A camera 2-3 diagonals away, above the object's equator more often than not (y up).
@@ -191,6 +193,34 @@ mod tests {
         assert_eq!(item.points.len(), 512);
         assert_eq!(item.keypoints.len(), m.annotation.keypoints.len());
         assert_keypoints_follow(&item, &m, 1e-4);
+    }
+
+    #[test]
+    fn border_cuts_keep_one_side_and_the_keypoints_there() {
+        let m = model();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..10 {
+            let kept = border_cut(&m.cloud, &mut rng);
+            let share = kept.len() as f32 / m.cloud.len() as f32;
+            assert!((0.39..=0.91).contains(&share), "{share}");
+        }
+        let cfg = TrainConfig {
+            augment: AugmentConfig {
+                cut_prob: 1.0,
+                ..Default::default()
+            },
+            prepare: PrepareConfig {
+                num_points: 512,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let item = training_item(&m, &cfg, true, &mut ChaCha8Rng::seed_from_u64(2)).unwrap();
+        assert!(
+            item.keypoints.len() < m.annotation.keypoints.len(),
+            "some cut away"
+        );
+        assert!(!item.keypoints.is_empty());
     }
 
     #[test]
