@@ -83,13 +83,21 @@ pub struct Scene {
 /// How the support plane is looked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UpSearch {
-    /// The largest plane whatever its orientation (`up_axis: auto`, for tilted cameras);
+    /// The largest plane below the sensor (`up_axis: auto`, for tilted cameras): its
+    /// normal, turned toward the sensor, within [`AUTO_MAX_TILT_DEG`] of `fallback` (the
+    /// camera's rough up), so a wall the camera looks down at or a ceiling is no support.
     /// `fallback` is up when none is found.
     Auto { fallback: Vector3<f32> },
     /// Only planes within `max_tilt_deg` of this axis (a levelled frame such as
     /// `base_link`); the axis is up when none is found.
     Near(Vector3<f32>),
 }
+
+/// With `auto`, how far the support plane's normal may lean from the fallback axis: a
+/// camera tilted down by up to this much. A wall in front of a camera tilted down by t has
+/// its sensor-facing normal t past horizontal, on the other side (a negative component
+/// along the camera's up), so it never qualifies.
+pub const AUTO_MAX_TILT_DEG: f32 = 75.0;
 
 impl UpSearch {
     fn fallback(&self) -> Vector3<f32> {
@@ -101,11 +109,18 @@ impl UpSearch {
 
 /// Segments `cloud` (finite points, sensor at the origin).
 pub fn segment(cloud: &Cloud, params: &SceneParams, search: UpSearch) -> Scene {
-    let hint = match search {
-        UpSearch::Auto { .. } => None,
-        UpSearch::Near(axis) => Some(axis),
+    let (plane_params, hint) = match search {
+        UpSearch::Auto { fallback } => (
+            PlaneParams {
+                max_tilt_deg: AUTO_MAX_TILT_DEG,
+                one_sided: true,
+                ..params.plane
+            },
+            fallback,
+        ),
+        UpSearch::Near(axis) => (params.plane, axis),
     };
-    let plane = fit_plane(cloud, &params.plane, hint);
+    let plane = fit_plane(cloud, &plane_params, Some(hint));
     let candidates: Vec<usize> = match &plane {
         Some(p) => {
             let low = 1.5 * params.plane.distance_threshold;
@@ -227,6 +242,30 @@ mod tests {
             s.objects.iter().all(|o| o.centroid[0] < 1.3),
             "the wall is no object"
         );
+    }
+
+    #[test]
+    fn auto_takes_the_table_below_not_a_larger_wall_ahead() {
+        let mut cloud = scene(&[[1.0, 0.2, 0.0]], 4);
+        // Triple the wall: now the largest plane by far.
+        let wall: Vec<[f32; 3]> = cloud
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p[0] == 1.5)
+            .collect();
+        for k in 0..2 {
+            cloud
+                .points
+                .extend(wall.iter().map(|p| [p[0], p[1] + 0.001 * k as f32, p[2]]));
+        }
+        let auto = UpSearch::Auto {
+            fallback: Vector3::z(),
+        };
+        let s = segment(&cloud, &SceneParams::default(), auto);
+        let plane = s.plane.expect("the table");
+        assert!(plane.normal.dot(&Vector3::z()) > 0.999, "{}", plane.normal);
+        assert_eq!(s.objects.len(), 1);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct PlaneParams {
     pub score_sample: usize,
     /// With an up hint: the largest angle between the plane's normal and it.
     pub max_tilt_deg: f32,
+    /// With an up hint: the normal turned toward the sensor must lean toward the hint
+    /// (a plane below the sensor); otherwise either side of the plane may face it.
+    #[serde(default)]
+    pub one_sided: bool,
     /// A plane needs at least this fraction of the points to count as found.
     pub min_inlier_fraction: f32,
     /// ... and its inliers must span at least this (bounding-box diagonal, input units):
@@ -40,6 +44,7 @@ impl Default for PlaneParams {
             iterations: 200,
             score_sample: 4096,
             max_tilt_deg: 30.0,
+            one_sided: false,
             min_inlier_fraction: 0.05,
             min_extent: 0.3,
             seed: 0,
@@ -108,7 +113,12 @@ pub fn fit_plane(cloud: &Cloud, params: &PlaneParams, up: Option<Vector3<f32>>) 
     };
     let cos_tilt = params.max_tilt_deg.to_radians().cos();
     let up = up.map(|u| u.normalize());
-    let facing = |p: &Plane| up.is_none_or(|u| p.normal.dot(&u).abs() >= cos_tilt);
+    let facing = |p: &Plane| {
+        up.is_none_or(|u| {
+            let along = p.normal.dot(&u);
+            (if params.one_sided { along } else { along.abs() }) >= cos_tilt
+        })
+    };
     let thr = params.distance_threshold;
     let count = |p: &Plane, pts: &[[f32; 3]]| {
         pts.iter()
