@@ -18,8 +18,10 @@ echo "== pure per-cloud work (no ROS)"
 target/release/semcorr bench node --params config/semcorr.yaml --points 2048,100000 --repeats 60 --rate 10 | tee "$out/pure.txt"
 for points in 2048 100000; do
   target/release/semcorr samples --out "$out/samples-$points" --count 8 --points "$points" >/dev/null
+  # Single objects in a REP-103 frame: no table, +z up, the mug model.
   LD_PRELOAD="$SEMCORR_LD_PRELOAD" RUST_LOG=warn target/release/semcorr_node \
-    --ros-args --params-file config/semcorr.yaml &
+    --ros-args --params-file config/semcorr.yaml -p segment_scene:=false -p up_axis:=+z \
+    -p "model_paths:=[mug_partial.gguf]" &
   node_pid=$!
   python3 scripts/sample_publisher.py --samples "$out/samples-$points" --rate 10 \
     --seconds "$seconds" --quiet --node-pid "$node_pid" --summary-json "$out/e2e-$points.json" |
@@ -27,6 +29,18 @@ for points in 2048 100000; do
   kill -INT "$node_pid"
   wait "$node_pid" || true
 done
+echo "== scenes: 640 x 480, 3 objects, both models (pure work, then the node over ROS)"
+target/release/semcorr bench node --params config/semcorr.yaml --scene 3 --repeats 60 --rate 10 |
+  tee "$out/scene-pure.txt"
+target/release/semcorr samples --scene --out "$out/scenes" --count 8 --seed 9500 \
+  --pcd-encoding binary >/dev/null
+LD_PRELOAD="$SEMCORR_LD_PRELOAD" RUST_LOG=warn target/release/semcorr_node \
+  --ros-args --params-file config/semcorr.yaml &
+node_pid=$!
+python3 scripts/scene_publisher.py --scenes "$out/scenes" --rate 10 --seconds "$seconds" --quiet |
+  tail -1
+kill -INT "$node_pid"
+wait "$node_pid" || true
 python3 - "$out" <<'PY'
 import json, re, sys
 out = sys.argv[1]
