@@ -184,9 +184,6 @@ fn bad_scenes_give_documented_results() {
     }
     let r = run(&Cloud::new(crowded));
     eprintln!("crowded: {}", r.scene.summary(r.detections().count()));
-    for o in &r.objects {
-        eprintln!("  {:?} {:.2} {:?}", o.category, o.score, o.candidates);
-    }
     let max_objects = s.scene.as_ref().unwrap().max_objects;
     assert_eq!(r.objects.len(), max_objects, "{}", r.scene.summary(0));
     assert_eq!(r.scene.rejected.over_max_objects, 40 - max_objects);
