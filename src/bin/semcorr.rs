@@ -446,10 +446,7 @@ fn main() -> Result<()> {
                 rate,
                 scene,
             } => {
-                let params = match params {
-                    Some(path) => NodeParams::from_ros_yaml(&path, NODE_NAME)?,
-                    None => NodeParams::default(),
-                };
+                let params = bench_params(params.as_deref())?;
                 let bench = &semcorr::tools::bench_node::scene_bench;
                 let table = match scene {
                     Some(objects) => bench(&params, objects, repeats, rate)?,
@@ -465,10 +462,7 @@ fn main() -> Result<()> {
                 seed,
                 max_yaw,
             } => {
-                let params = match params {
-                    Some(path) => NodeParams::from_ros_yaml(&path, NODE_NAME)?,
-                    None => NodeParams::default(),
-                };
+                let params = bench_params(params.as_deref())?;
                 let pipeline = semcorr::pipeline::Pipeline::new(&params)?;
                 let settings = semcorr::pipeline::Settings::from_params(&params)?;
                 let scenes =
@@ -520,6 +514,14 @@ fn main() -> Result<()> {
         },
     }
     Ok(())
+}
+
+/// A benchmark's node parameters: the given file's, else the built-in defaults.
+fn bench_params(path: Option<&Path>) -> Result<NodeParams> {
+    Ok(match path {
+        Some(path) => NodeParams::from_ros_yaml(path, NODE_NAME)?,
+        None => NodeParams::default(),
+    })
 }
 
 /// The node's section name in parameters files.
