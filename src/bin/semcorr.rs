@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use semcorr::cloud::pcd::PcdEncoding;
+use semcorr::cloud::RotationMode;
 use semcorr::dataset::{synth, Dataset, Split};
 use semcorr::deploy::Precision;
 use semcorr::eval::{self, Baseline};
@@ -64,9 +65,14 @@ enum Command {
         /// Comma-separated categories (names or class ids; default: all).
         #[arg(long, value_delimiter = ',')]
         categories: Vec<String>,
-        /// Seed of the random embedder.
+        /// Seed of the random embedder and of the rotations.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Turn every test cloud (and its keypoints) at random before embedding it: `none`,
+        /// `yaw` (about the up axis, y), `tilt:DEG` (yaw, then tilted by up to DEG degrees)
+        /// or `so3` (uniform). Geodesics do not change and are not recomputed.
+        #[arg(long, default_value = "none", value_parser = parse_rotation)]
+        rotate: RotationMode,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -176,10 +182,10 @@ enum Command {
         /// With --scene: the PCD data encoding.
         #[arg(long, value_enum, default_value_t = PcdEncoding::BinaryCompressed)]
         pcd_encoding: PcdEncoding,
-        /// With --scene: the largest turn of an object away from facing the camera,
-        /// degrees.
-        #[arg(long, default_value_t = 30.0)]
-        max_yaw: f32,
+        /// With --scene: how far an object may be turned away from facing the camera:
+        /// degrees either way, or `any` (uniform yaw).
+        #[arg(long, alias = "max-yaw", default_value = "30", value_parser = parse_yaw)]
+        yaw: f32,
     },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
@@ -240,9 +246,10 @@ enum BenchCommand {
         /// come from this seed).
         #[arg(long, default_value_t = 9000)]
         seed: u64,
-        /// Largest turn of an object away from facing the camera, degrees.
-        #[arg(long, default_value_t = 30.0)]
-        max_yaw: f32,
+        /// How far an object may be turned away from facing the camera: degrees either
+        /// way, or `any` (uniform yaw).
+        #[arg(long, alias = "max-yaw", default_value = "30", value_parser = parse_yaw)]
+        yaw: f32,
     },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
@@ -291,6 +298,7 @@ fn main() -> Result<()> {
             model,
             mut categories,
             seed,
+            rotate,
             json,
         } => {
             let dataset = Dataset::open(&data)?;
@@ -314,8 +322,15 @@ fn main() -> Result<()> {
                 None => embedder.embedder(seed),
             };
             let selected = select_categories(&dataset, &categories)?;
-            let report = eval::evaluate(&dataset, &selected, split, embedder.as_ref())?;
-            println!("embedder: {}\n{report}", embedder.name());
+            let posing = eval::Posing {
+                rotation: rotate,
+                seed,
+            };
+            let report = eval::evaluate(&dataset, &selected, split, embedder.as_ref(), posing)?;
+            println!(
+                "embedder: {}, rotation: {rotate} (seed {seed})\n{report}",
+                embedder.name()
+            );
             if let Some(path) = json {
                 semcorr::error::write_file_atomic(&path, report.to_json().as_bytes())?;
             }
@@ -405,13 +420,13 @@ fn main() -> Result<()> {
             seed,
             scene: true,
             pcd_encoding,
-            max_yaw,
+            yaw,
             ..
         } => {
             let opts = semcorr::tools::scenes::SceneOptions {
                 count,
                 seed,
-                max_yaw_deg: max_yaw,
+                max_yaw_deg: yaw,
                 ..Default::default()
             };
             let files = semcorr::tools::scenes::write_scenes(&out, &opts, pcd_encoding)?;
@@ -460,7 +475,7 @@ fn main() -> Result<()> {
                 params,
                 count,
                 seed,
-                max_yaw,
+                yaw,
             } => {
                 let params = bench_params(params.as_deref())?;
                 let pipeline = semcorr::pipeline::Pipeline::new(&params)?;
@@ -469,7 +484,7 @@ fn main() -> Result<()> {
                     semcorr::tools::scenes::sample_scenes(&semcorr::tools::scenes::SceneOptions {
                         count,
                         seed,
-                        max_yaw_deg: max_yaw,
+                        max_yaw_deg: yaw,
                         ..Default::default()
                     })?;
                 let score = semcorr::tools::scene_eval::evaluate(&pipeline, &settings, &scenes)?;
@@ -726,4 +741,23 @@ fn select_categories<'a>(
         .iter()
         .map(|n| dataset.category(n))
         .collect::<semcorr::Result<_>>()?)
+}
+
+/// `--rotate`'s parser: clap prefixes the message with the option's name and value.
+fn parse_rotation(text: &str) -> std::result::Result<RotationMode, String> {
+    text.parse()
+        .map_err(|e: semcorr::error::Error| e.to_string())
+}
+
+/// `--yaw`: the largest turn in degrees, 0 to 180, or `any` (180: uniform).
+fn parse_yaw(text: &str) -> std::result::Result<f32, String> {
+    if text.trim() == "any" {
+        return Ok(180.0);
+    }
+    match text.trim().parse::<f32>() {
+        Ok(deg) if (0.0..=180.0).contains(&deg) => Ok(deg),
+        _ => Err(format!(
+            "expected degrees in [0, 180] or `any`, got {text:?}"
+        )),
+    }
 }

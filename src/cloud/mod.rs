@@ -7,12 +7,14 @@ pub(crate) mod normals;
 pub mod pcd;
 pub mod ply;
 mod prepare;
+pub mod rotation;
 mod sampling;
 pub mod visibility;
 
 pub use normalize::{Normalization, NormalizationMode};
 pub use ply::TriMesh;
 pub use prepare::{prepare, PrepareConfig, Prepared, SamplingMode};
+pub use rotation::RotationMode;
 pub use sampling::{farthest_point_sample, random_sample};
 
 use crate::error::{Error, Result};

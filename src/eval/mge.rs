@@ -8,6 +8,7 @@
 //! category's mGE is the unweighted mean over sets (so small sets weigh as much as big ones).
 
 use super::{CategoryReport, EvalReport};
+use crate::cloud::rotation::{rotate_cloud, RotationMode};
 use crate::cloud::Cloud;
 use crate::dataset::{AnnotatedModel, Category, Dataset, Split};
 use crate::embedding::{nearest_row, Embedder, Embeddings};
@@ -32,6 +33,39 @@ fn knn_geodesics(cloud: &Cloud, sources: &[usize]) -> Result<DistanceMatrix> {
     KnnGraph::build(&cloud.points, DEFAULT_K).from_sources(sources)
 }
 
+/// How test clouds are posed before they are embedded (`eval --rotate`). Only the
+/// embedder sees the turned clouds: geodesics do not change under a rotation, so they are
+/// computed once on the clouds as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Posing {
+    pub rotation: RotationMode,
+    pub seed: u64,
+}
+
+impl Posing {
+    /// The canonical pose.
+    pub const CANONICAL: Posing = Posing {
+        rotation: RotationMode::None,
+        seed: 0,
+    };
+
+    /// One rotation per model of category `class_id`, drawn from a stream seeded by the
+    /// seed and the class id, so a model's pose does not depend on which other categories
+    /// are evaluated with it. None at all for the canonical pose.
+    fn rotations(&self, class_id: &str, n: usize) -> Vec<nalgebra::Matrix3<f32>> {
+        use rand::SeedableRng;
+        if self.rotation == RotationMode::None {
+            return Vec::new();
+        }
+        // FNV-1a: a stable hash of the class id (std's hasher may change between releases).
+        let id_hash = class_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ id_hash);
+        (0..n).map(|_| self.rotation.sample(&mut rng)).collect()
+    }
+}
+
 /// Evaluates one category: `models` are its (test) models with their clouds.
 pub fn evaluate_models(
     class_id: &str,
@@ -39,16 +73,29 @@ pub fn evaluate_models(
     models: &[AnnotatedModel],
     embedder: &dyn Embedder,
 ) -> Result<CategoryReport> {
-    evaluate_models_with(class_id, name, models, embedder, &knn_geodesics)
+    evaluate_models_posed(class_id, name, models, embedder, Posing::CANONICAL)
 }
 
-/// Evaluates `categories` on their models of `split`; `mean_mge` is the unweighted mean over
-/// categories. Categories run one after another (each is parallel inside).
+/// [`evaluate_models`] with every cloud turned as `posing` says before it is embedded.
+pub fn evaluate_models_posed(
+    class_id: &str,
+    name: &str,
+    models: &[AnnotatedModel],
+    embedder: &dyn Embedder,
+    posing: Posing,
+) -> Result<CategoryReport> {
+    evaluate_models_with(class_id, name, models, embedder, &knn_geodesics, posing)
+}
+
+/// Evaluates `categories` on their models of `split`, posed as `posing` says; `mean_mge`
+/// is the unweighted mean over categories. Categories run one after another (each is
+/// parallel inside).
 pub fn evaluate(
     dataset: &Dataset,
     categories: &[&Category],
     split: Split,
     embedder: &dyn Embedder,
+    posing: Posing,
 ) -> Result<EvalReport> {
     if categories.is_empty() {
         return Err(Error::invalid("evaluation: no categories given"));
@@ -64,7 +111,13 @@ pub fn evaluate(
                 split.name()
             )));
         }
-        let report = evaluate_models(&category.class_id, &category.name, &models, embedder)?;
+        let report = evaluate_models_posed(
+            &category.class_id,
+            &category.name,
+            &models,
+            embedder,
+            posing,
+        )?;
         tracing::info!(
             category = %category.name,
             mge = report.mge,
@@ -74,7 +127,10 @@ pub fn evaluate(
         );
         reports.push(report);
     }
-    EvalReport::from_categories(reports)
+    let mut report = EvalReport::from_categories(reports)?;
+    report.rotation = posing.rotation;
+    report.rotation_seed = posing.seed;
+    Ok(report)
 }
 
 /// What evaluation needs of one model: its embeddings and the geodesic rows from its
@@ -94,6 +150,7 @@ fn evaluate_models_with(
     models: &[AnnotatedModel],
     embedder: &dyn Embedder,
     geodesic: &GeodesicFn,
+    posing: Posing,
 ) -> Result<CategoryReport> {
     let category = format!("category {name} ({class_id})");
     if models.is_empty() {
@@ -118,7 +175,12 @@ fn evaluate_models_with(
         )));
     }
 
-    let prepared = prepare(models, embedder, geodesic)?;
+    let prepared = prepare(
+        models,
+        embedder,
+        geodesic,
+        &posing.rotations(class_id, models.len()),
+    )?;
 
     // Every (set, ordered pair) is independent: score them all in parallel, then reduce per
     // set in a fixed order so the result does not depend on scheduling.
@@ -186,14 +248,29 @@ fn check_annotation(m: &AnnotatedModel) -> Result<()> {
     Ok(())
 }
 
-/// Embeds every model (one batch) and computes its geodesic rows (in parallel), checking
-/// that embeddings fit their clouds and share one dimension.
+/// Embeds every model turned by its rotation (one batch; `rotations` empty: as stored) and computes its geodesic rows on
+/// the cloud as stored (in parallel), checking that embeddings fit their clouds and share
+/// one dimension. Rotating keeps point order, so embeddings index the stored points.
 fn prepare(
     models: &[AnnotatedModel],
     embedder: &dyn Embedder,
     geodesic: &GeodesicFn,
+    rotations: &[nalgebra::Matrix3<f32>],
 ) -> Result<Vec<Prepared>> {
-    let clouds: Vec<&Cloud> = models.iter().map(|m| &m.cloud).collect();
+    let turned: Vec<Cloud> = models
+        .iter()
+        .zip(rotations)
+        .map(|(m, r)| {
+            let mut cloud = m.cloud.clone();
+            rotate_cloud(&mut cloud, r);
+            cloud
+        })
+        .collect();
+    let clouds: Vec<&Cloud> = if turned.is_empty() {
+        models.iter().map(|m| &m.cloud).collect()
+    } else {
+        turned.iter().collect()
+    };
     let embeddings = embedder
         .embed_batch(&clouds)
         .map_err(|e| Error::invalid(format!("embedder {}: {e}", embedder.name())))?;
@@ -389,7 +466,15 @@ pub(crate) mod tests {
     fn one_hot_embeddings_give_zero_mge_and_full_pck() {
         let models = blob_models();
         let table = one_hot(&models, 5);
-        let r = evaluate_models_with("01234567", "blob", &models, &table, &euclidean).unwrap();
+        let r = evaluate_models_with(
+            "01234567",
+            "blob",
+            &models,
+            &table,
+            &euclidean,
+            Posing::CANONICAL,
+        )
+        .unwrap();
         assert_eq!(r.mge, 0.0);
         assert_eq!(r.pck, vec![1.0; 11]);
         // Sets 0..3 have 3 models each (6 ordered pairs); set 4 is on "c" only.
@@ -443,7 +528,15 @@ pub(crate) mod tests {
     #[test]
     fn hand_worked_example_exact_geodesics() {
         let (models, table) = line_example();
-        let r = evaluate_models_with("01234567", "line", &models, &table, &line_geodesics).unwrap();
+        let r = evaluate_models_with(
+            "01234567",
+            "line",
+            &models,
+            &table,
+            &line_geodesics,
+            Posing::CANONICAL,
+        )
+        .unwrap();
         assert_line_example(&r);
     }
 
@@ -459,9 +552,16 @@ pub(crate) mod tests {
     fn sets_on_a_single_model_are_skipped_and_none_left_is_an_error() {
         let (models, table) = line_example();
         // Only C: its two sets have one model each.
-        let msg = evaluate_models_with("01234567", "line", &models[2..], &table, &line_geodesics)
-            .unwrap_err()
-            .to_string();
+        let msg = evaluate_models_with(
+            "01234567",
+            "line",
+            &models[2..],
+            &table,
+            &line_geodesics,
+            Posing::CANONICAL,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             msg.contains("line (01234567)") && msg.contains("two or more"),
             "{msg}"
@@ -503,6 +603,7 @@ pub(crate) mod tests {
                 &models,
                 &Broken(table, poison),
                 &line_geodesics,
+                Posing::CANONICAL,
             )
             .unwrap_err()
             .to_string();
@@ -516,9 +617,16 @@ pub(crate) mod tests {
     fn out_of_range_keypoint_is_rejected() {
         let (mut models, table) = line_example();
         models[0].annotation.keypoints[0].point_index = 11;
-        let msg = evaluate_models_with("01234567", "line", &models, &table, &line_geodesics)
-            .unwrap_err()
-            .to_string();
+        let msg = evaluate_models_with(
+            "01234567",
+            "line",
+            &models,
+            &table,
+            &line_geodesics,
+            Posing::CANONICAL,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             msg.contains("01234567-A") && msg.contains("point_index 11"),
             "{msg}"
@@ -548,20 +656,56 @@ pub(crate) mod tests {
         write_splits(root, &splits).unwrap();
         let ds = Dataset::open(root).unwrap();
         let cats: Vec<&Category> = ds.categories.iter().collect();
-        let report = evaluate(&ds, &cats, Split::Test, &table).unwrap();
+        let report = evaluate(&ds, &cats, Split::Test, &table, Posing::CANONICAL).unwrap();
         assert_eq!(report.categories.len(), 2);
         for (class_id, r) in &report.categories {
             assert_eq!(&r.class_id, class_id);
             assert_line_example(r);
         }
         assert!((report.mean_mge - 7.0 / 30.0).abs() < 1e-6);
-        let msg = evaluate(&ds, &cats, Split::Train, &table)
+        let msg = evaluate(&ds, &cats, Split::Train, &table, Posing::CANONICAL)
             .unwrap_err()
             .to_string();
         assert!(
             msg.contains("line (01234567)") && msg.contains("train"),
             "{msg}"
         );
+    }
+
+    /// Embeds each point by a function of its coordinates as given.
+    struct PointwiseEmbedder(fn([f32; 3]) -> Vec<f32>);
+
+    impl Embedder for PointwiseEmbedder {
+        fn name(&self) -> String {
+            "pointwise".into()
+        }
+        fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
+            let data: Vec<f32> = cloud.points.iter().flat_map(|&p| (self.0)(p)).collect();
+            let dim = data.len() / cloud.len().max(1);
+            Embeddings::new(cloud.len(), dim, data)
+        }
+    }
+
+    #[test]
+    fn posing_turns_what_the_embedder_sees_but_not_the_geodesics() {
+        let models = blob_models();
+        let norm = PointwiseEmbedder(|p| vec![(p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()]);
+        let xyz = PointwiseEmbedder(|p| p.to_vec());
+        let run = |e: &dyn Embedder, rotation, seed| {
+            let posing = Posing { rotation, seed };
+            evaluate_models_with("01234567", "blob", &models, e, &euclidean, posing).unwrap()
+        };
+        // Distance to the origin does not change under a rotation about it: same mGE.
+        let canonical = run(&norm, RotationMode::None, 0).mge;
+        let turned = run(&norm, RotationMode::So3, 1).mge;
+        assert!((canonical - turned).abs() < 1e-6, "{canonical} vs {turned}");
+        // Raw coordinates do: every model turned its own way scores worse.
+        let canonical = run(&xyz, RotationMode::None, 0).mge;
+        let turned = run(&xyz, RotationMode::So3, 1);
+        assert!(turned.mge > canonical, "{} vs {canonical}", turned.mge);
+        // Seeded: the same rotations again, different ones for another seed.
+        assert_eq!(turned, run(&xyz, RotationMode::So3, 1));
+        assert_ne!(turned.mge, run(&xyz, RotationMode::So3, 2).mge);
     }
 
     /// A test split of a 100-model category: 15 models x 2048 points, 10 sets.

@@ -9,5 +9,5 @@ mod report;
 
 pub use baselines::{Baseline, RandomEmbedder, XyzEmbedder};
 pub use fpfh::{estimate_normals, fpfh_features, FpfhEmbedder, FPFH_DIM};
-pub use mge::{evaluate, evaluate_models, PCK_THRESHOLDS};
+pub use mge::{evaluate, evaluate_models, evaluate_models_posed, Posing, PCK_THRESHOLDS};
 pub use report::{CategoryReport, EvalReport};

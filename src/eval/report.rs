@@ -1,6 +1,7 @@
 //! Evaluation results: per-category mGE and PCK, their JSON form and a printable table.
 
 use super::mge::PCK_THRESHOLDS;
+use crate::cloud::RotationMode;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,12 +40,19 @@ impl CategoryReport {
 }
 
 /// Results over categories, keyed by class id. Serialises to exactly
-/// `{"categories": {"<class_id>": {"mge", "pck", "sets", "pairs"}}, "mean_mge"}`.
+/// `{"categories": {"<class_id>": {"mge", "pck", "sets", "pairs"}}, "mean_mge", "rotation",
+/// "rotation_seed"}`; reports written before rotations existed read as canonical.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub categories: BTreeMap<String, CategoryReport>,
     /// Unweighted mean of the categories' mGE (the paper's "Average" column).
     pub mean_mge: f64,
+    /// How the test clouds were turned (`eval --rotate`).
+    #[serde(default)]
+    pub rotation: RotationMode,
+    /// The seed the rotations were drawn with.
+    #[serde(default)]
+    pub rotation_seed: u64,
 }
 
 impl EvalReport {
@@ -67,6 +75,8 @@ impl EvalReport {
         Ok(EvalReport {
             categories,
             mean_mge,
+            rotation: RotationMode::None,
+            rotation_seed: 0,
         })
     }
 
@@ -175,7 +185,11 @@ mod tests {
         let top = v.as_object().unwrap();
         let mut keys: Vec<_> = top.keys().cloned().collect();
         keys.sort();
-        assert_eq!(keys, ["categories", "mean_mge"]);
+        assert_eq!(
+            keys,
+            ["categories", "mean_mge", "rotation", "rotation_seed"]
+        );
+        assert_eq!(top["rotation"].as_str(), Some("none"));
         assert!((top["mean_mge"].as_f64().unwrap() - 0.2).abs() < 1e-12);
         let cats = top["categories"].as_object().unwrap();
         assert_eq!(cats.keys().collect::<Vec<_>>(), ["02954340", "03797390"]);
@@ -195,6 +209,17 @@ mod tests {
             r.categories["03797390"].pck
         );
         assert_eq!(back.mean_mge, r.mean_mge);
+        let mut turned = r.clone();
+        turned.rotation = RotationMode::Tilt { max_deg: 20.0 };
+        turned.rotation_seed = 7;
+        let back = EvalReport::from_json(&turned.to_json()).unwrap();
+        assert_eq!((back.rotation, back.rotation_seed), (turned.rotation, 7));
+        // A report from before rotations existed reads as canonical.
+        let old = r#"{"categories": {}, "mean_mge": 0.5}"#;
+        assert_eq!(
+            EvalReport::from_json(old).unwrap().rotation,
+            RotationMode::None
+        );
     }
 
     #[test]

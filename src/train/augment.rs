@@ -3,6 +3,7 @@
 
 use super::config::{AugmentConfig, TrainConfig};
 use super::loss::BatchKeypoint;
+use crate::cloud::rotation::{rotate_cloud, RotationMode};
 use crate::cloud::visibility::{visible_points, VisibilityParams};
 use crate::cloud::{dist2, prepare, Cloud};
 use crate::dataset::AnnotatedModel;
@@ -56,6 +57,12 @@ pub fn training_item(
         if kept.len() >= MIN_VISIBLE_POINTS {
             keep_only(&mut cloud, &mut keypoints, &kept);
         }
+    }
+    // Turned before normalisation, as a posed test cloud is (`eval --rotate`); no draw
+    // when off, so runs without it keep their random streams.
+    if augment && cfg.augment.rotation != RotationMode::None {
+        let r = cfg.augment.rotation.sample(rng);
+        rotate_cloud(&mut cloud, &r);
     }
     let prepared = prepare(&cloud, &cfg.prepare, rng.random(), &what)?;
     // A keypoint whose point was not sampled moves to the nearest sampled point.
@@ -262,5 +269,35 @@ mod tests {
             );
         }
         assert_ne!(plain.points, turned.points);
+    }
+
+    #[test]
+    fn posed_training_clouds_turn_before_normalisation_and_keep_their_keypoints() {
+        let m = model();
+        let mut cfg = TrainConfig {
+            prepare: PrepareConfig {
+                num_points: 512,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        cfg.augment.jitter_sigma = 0.0;
+        cfg.augment.rotation = RotationMode::So3;
+        let plain = training_item(&m, &cfg, false, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let turned = training_item(&m, &cfg, true, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        assert_ne!(plain.points, turned.points);
+        assert_eq!(turned.keypoints.len(), plain.keypoints.len());
+        // Distances between keypoints survive the turn up to the new box's scale, so their
+        // ratios do.
+        let d = |item: &TrainingItem, a: usize, b: usize| {
+            dist2(
+                &item.points[item.keypoints[a].point],
+                &item.points[item.keypoints[b].point],
+            )
+            .sqrt()
+        };
+        let n = plain.keypoints.len();
+        let ratio = |item: &TrainingItem| d(item, 0, 1) / d(item, 0, n - 1);
+        assert!((ratio(&plain) - ratio(&turned)).abs() < 0.05 * ratio(&plain));
     }
 }

@@ -4,7 +4,7 @@
 //! `category` are given. Unknown keys are errors that name the key; `--set a.b=value`
 //! overrides any field with a YAML scalar before validation.
 
-use crate::cloud::PrepareConfig;
+use crate::cloud::{PrepareConfig, RotationMode};
 use crate::error::{Error, Result};
 use crate::model::BackboneConfig;
 use serde::{Deserialize, Serialize};
@@ -68,8 +68,12 @@ pub struct AugmentConfig {
     pub jitter_sigma: f32,
     /// Jitter is clipped to +- this value.
     pub jitter_clip: f32,
-    /// Rotate each training cloud by a random angle about the up (y) axis.
+    /// Rotate each training cloud by a random angle about the up (y) axis, after
+    /// normalisation (the older switch; `rotation: yaw` turns before it, as test clouds are).
     pub rotate_up: bool,
+    /// Turn each training cloud at random before normalisation: `none`, `yaw`, `tilt:DEG`
+    /// or `so3`, the modes of `eval --rotate`. Validation uses the same mode (seed 0).
+    pub rotation: RotationMode,
     /// Probability of replacing a training cloud by a partial view from a random camera.
     pub partial_view_prob: f32,
     /// Probability of cutting the cloud by a random vertical plane, keeping 40-90% of it,
@@ -83,6 +87,7 @@ impl Default for AugmentConfig {
             jitter_sigma: 0.004,
             jitter_clip: 0.01,
             rotate_up: false,
+            rotation: RotationMode::None,
             partial_view_prob: 0.0,
             cut_prob: 0.0,
         }

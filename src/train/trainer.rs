@@ -13,7 +13,7 @@ use super::seeded_init::SeededVarMap;
 use crate::cloud::PrepareConfig;
 use crate::dataset::{AnnotatedModel, Dataset, Split};
 use crate::error::{Error, Result};
-use crate::eval::evaluate_models;
+use crate::eval::{evaluate_models_posed, Posing};
 use crate::geodesic::DEFAULT_K;
 use crate::model::{build_backbone, Backbone, NetworkEmbedder};
 use candle_core::{DType, Device, Tensor};
@@ -308,9 +308,15 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
         let (val_loss, val_mge) = if validate && !data.val.is_empty() {
             let loss = validation_loss(&net, &data.val, &cfg, &margins, &device)?;
             let embedder = net.embedder(cfg.prepare, &device);
-            let mge = evaluate_models(&data.class_id, &data.name, &data.val, &embedder)
-                .map(|r| r.mge)
-                .ok();
+            // Validated at the poses it is trained for, the same ones every epoch.
+            let posing = Posing {
+                rotation: cfg.augment.rotation,
+                seed: 0,
+            };
+            let mge =
+                evaluate_models_posed(&data.class_id, &data.name, &data.val, &embedder, posing)
+                    .map(|r| r.mge)
+                    .ok();
             (Some(loss), mge)
         } else {
             (None, None)

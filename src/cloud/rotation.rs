@@ -1,0 +1,210 @@
+//! Random rotations of whole clouds, one mode shared by evaluation (`eval --rotate`) and
+//! training augmentation (`augment.rotation`), so a model is measured against the same
+//! distribution of poses it was trained for. Datasets are y-up (ShapeNet's convention).
+
+use super::Cloud;
+use crate::error::{Error, Result};
+use nalgebra::{Matrix3, Quaternion, Rotation3, Unit, UnitQuaternion, Vector3};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which rotations are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RotationMode {
+    /// The canonical pose.
+    #[default]
+    None,
+    /// A uniform angle about the up (y) axis.
+    Yaw,
+    /// A uniform yaw, then a tilt about a random horizontal axis by an angle uniform in
+    /// `[0, max_deg]`: an object on a table seen by a camera that is not level with it.
+    Tilt { max_deg: f32 },
+    /// Uniform over all rotations (a random unit quaternion).
+    So3,
+}
+
+impl RotationMode {
+    /// One rotation drawn from this mode; `None` draws nothing from `rng`.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Matrix3<f32> {
+        let yaw = |rng: &mut R| {
+            Rotation3::from_axis_angle(
+                &Vector3::y_axis(),
+                rng.random_range(0.0..std::f32::consts::TAU),
+            )
+        };
+        match *self {
+            RotationMode::None => Matrix3::identity(),
+            RotationMode::Yaw => yaw(rng).into_inner(),
+            RotationMode::Tilt { max_deg } => {
+                let turned = yaw(rng);
+                let azimuth = rng.random_range(0.0..std::f32::consts::TAU);
+                let axis = Unit::new_normalize(Vector3::new(azimuth.cos(), 0.0, azimuth.sin()));
+                let angle = rng.random::<f32>() * max_deg.to_radians();
+                (Rotation3::from_axis_angle(&axis, angle) * turned).into_inner()
+            }
+            RotationMode::So3 => {
+                let mut q = [0f32; 4];
+                for v in q.iter_mut() {
+                    *v = StandardNormal.sample(rng);
+                }
+                // A Gaussian 4-vector is isotropic, so its direction is a uniform quaternion;
+                // the degenerate all-zero draw has probability zero but is guarded anyway.
+                let q = Quaternion::new(q[0], q[1], q[2], q[3]);
+                if q.norm() < 1e-12 {
+                    return Matrix3::identity();
+                }
+                UnitQuaternion::from_quaternion(q)
+                    .to_rotation_matrix()
+                    .into_inner()
+            }
+        }
+    }
+}
+
+/// Rotates every point of `cloud` (finite or not: NaN stays NaN) about the origin.
+pub fn rotate_cloud(cloud: &mut Cloud, r: &Matrix3<f32>) {
+    for p in cloud.points.iter_mut() {
+        *p = rotate_point(r, *p);
+    }
+}
+
+pub fn rotate_point(r: &Matrix3<f32>, p: [f32; 3]) -> [f32; 3] {
+    let v = r * Vector3::from(p);
+    [v.x, v.y, v.z]
+}
+
+impl FromStr for RotationMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        match s {
+            "none" => return Ok(RotationMode::None),
+            "yaw" => return Ok(RotationMode::Yaw),
+            "so3" => return Ok(RotationMode::So3),
+            _ => {}
+        }
+        if let Some(deg) = s.strip_prefix("tilt:") {
+            let max_deg: f32 = deg.trim().parse().map_err(|_| {
+                Error::invalid(format!(
+                    "rotation mode {s:?}: the tilt {deg:?} is not a number of degrees"
+                ))
+            })?;
+            if !(0.0..=90.0).contains(&max_deg) {
+                return Err(Error::invalid(format!(
+                    "rotation mode {s:?}: the tilt {max_deg} is outside [0, 90] degrees"
+                )));
+            }
+            return Ok(RotationMode::Tilt { max_deg });
+        }
+        Err(Error::invalid(format!(
+            "unknown rotation mode {s:?} (expected none, yaw, tilt:DEG or so3)"
+        )))
+    }
+}
+
+impl fmt::Display for RotationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RotationMode::None => f.write_str("none"),
+            RotationMode::Yaw => f.write_str("yaw"),
+            RotationMode::Tilt { max_deg } => write!(f, "tilt:{max_deg}"),
+            RotationMode::So3 => f.write_str("so3"),
+        }
+    }
+}
+
+impl TryFrom<String> for RotationMode {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<RotationMode> for String {
+    fn from(m: RotationMode) -> String {
+        m.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn angle_from_up(r: &Matrix3<f32>) -> f32 {
+        (r * Vector3::y()).y.clamp(-1.0, 1.0).acos().to_degrees()
+    }
+
+    #[test]
+    fn modes_parse_print_and_refuse_nonsense() {
+        for text in ["none", "yaw", "tilt:20", "so3"] {
+            let m: RotationMode = text.parse().unwrap();
+            assert_eq!(m.to_string(), text);
+        }
+        assert_eq!(
+            "tilt:12.5".parse::<RotationMode>().unwrap(),
+            RotationMode::Tilt { max_deg: 12.5 }
+        );
+        let e = "spin".parse::<RotationMode>().unwrap_err().to_string();
+        assert!(e.contains("spin") && e.contains("tilt:DEG"), "{e}");
+        for bad in ["tilt:91", "tilt:-1", "tilt:NaN"] {
+            let e = bad.parse::<RotationMode>().unwrap_err().to_string();
+            assert!(e.contains("[0, 90]"), "{bad}: {e}");
+        }
+        let e = "tilt:steep"
+            .parse::<RotationMode>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a number"), "{e}");
+    }
+
+    #[test]
+    fn samples_are_rotations_of_the_promised_kind() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut max_tilt = 0f32;
+        let mut so3_max_tilt = 0f32;
+        for _ in 0..200 {
+            for mode in [
+                RotationMode::Yaw,
+                RotationMode::Tilt { max_deg: 20.0 },
+                RotationMode::So3,
+            ] {
+                let r = mode.sample(&mut rng);
+                assert!((r.transpose() * r - Matrix3::identity()).norm() < 1e-5);
+                assert!((r.determinant() - 1.0).abs() < 1e-5);
+                let tilt = angle_from_up(&r);
+                match mode {
+                    RotationMode::Yaw => assert!(tilt < 0.05, "yaw keeps up: {tilt}"),
+                    RotationMode::Tilt { .. } => max_tilt = max_tilt.max(tilt),
+                    _ => so3_max_tilt = so3_max_tilt.max(tilt),
+                }
+            }
+        }
+        assert!(
+            (15.0..=20.01).contains(&max_tilt),
+            "tilts reach but never pass 20: {max_tilt}"
+        );
+        assert!(
+            so3_max_tilt > 150.0,
+            "so3 turns objects over: {so3_max_tilt}"
+        );
+        assert_eq!(RotationMode::None.sample(&mut rng), Matrix3::identity());
+    }
+
+    #[test]
+    fn clouds_turn_about_the_origin_and_nan_stays_nan() {
+        let r = Rotation3::from_axis_angle(&Vector3::y_axis(), std::f32::consts::FRAC_PI_2)
+            .into_inner();
+        let mut cloud = Cloud::new(vec![[1.0, 2.0, 0.0], [f32::NAN, 0.0, 0.0]]);
+        rotate_cloud(&mut cloud, &r);
+        let p = cloud.points[0];
+        assert!((p[0]).abs() < 1e-6 && (p[1] - 2.0).abs() < 1e-6 && (p[2] + 1.0).abs() < 1e-6);
+        assert!(cloud.points[1][0].is_nan());
+    }
+}
