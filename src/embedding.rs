@@ -86,6 +86,18 @@ pub trait Embedder: Send + Sync {
     }
 }
 
+impl<E: Embedder + ?Sized> Embedder for &E {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
+        (**self).embed(cloud)
+    }
+    fn embed_batch(&self, clouds: &[&Cloud]) -> Result<Vec<Embeddings>> {
+        (**self).embed_batch(clouds)
+    }
+}
+
 impl<E: Embedder + ?Sized> Embedder for Box<E> {
     fn name(&self) -> String {
         (**self).name()

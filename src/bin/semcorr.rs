@@ -69,10 +69,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Turn every test cloud (and its keypoints) at random before embedding it: `none`,
-        /// `yaw` (about the up axis, y), `tilt:DEG` (yaw, then tilted by up to DEG degrees)
+        /// `yaw` (about the up axis, y), `yaw:DEG` (within DEG degrees either way),
+        /// `tilt:DEG` (yaw, then tilted by up to DEG degrees)
         /// or `so3` (uniform). Geodesics do not change and are not recomputed.
         #[arg(long, default_value = "none", value_parser = parse_rotation)]
         rotate: RotationMode,
+        /// With a .gguf model: run it at this many yaws about the up axis and keep, per
+        /// cloud, the one whose matches agree best with the templates (1 = off).
+        #[arg(long, default_value_t = 1)]
+        yaw_hypotheses: usize,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -299,17 +304,27 @@ fn main() -> Result<()> {
             mut categories,
             seed,
             rotate,
+            yaw_hypotheses,
             json,
         } => {
             let dataset = Dataset::open(&data)?;
             let network;
+            let deployed;
             let embedder: Box<dyn semcorr::embedding::Embedder + '_> = match &model {
                 Some(path) if path.extension().is_some_and(|e| e == "gguf") => {
-                    let m = semcorr::deploy::DeployedModel::load(path)?;
+                    deployed = semcorr::deploy::DeployedModel::load(path)?;
                     if categories.is_empty() {
-                        categories.push(m.category.class_id.clone());
+                        categories.push(deployed.category.class_id.clone());
                     }
-                    Box::new(m)
+                    if yaw_hypotheses > 1 {
+                        Box::new(semcorr::deploy::YawSearch {
+                            model: &deployed,
+                            hypotheses: yaw_hypotheses,
+                            matcher: Default::default(),
+                        })
+                    } else {
+                        Box::new(&deployed)
+                    }
                 }
                 Some(path) => {
                     let (net, ckpt) = semcorr::train::load_network(path)?;

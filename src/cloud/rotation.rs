@@ -20,6 +20,9 @@ pub enum RotationMode {
     None,
     /// A uniform angle about the up (y) axis.
     Yaw,
+    /// An angle about the up axis uniform in `[-max_deg, max_deg]`: training a model whose
+    /// yaw hypotheses (`YawSearch`) are `2 max_deg` apart.
+    YawWithin { max_deg: f32 },
     /// A uniform yaw, then a tilt about a random horizontal axis by an angle uniform in
     /// `[0, max_deg]`: an object on a table seen by a camera that is not level with it.
     Tilt { max_deg: f32 },
@@ -39,6 +42,10 @@ impl RotationMode {
         match *self {
             RotationMode::None => Matrix3::identity(),
             RotationMode::Yaw => yaw(rng).into_inner(),
+            RotationMode::YawWithin { max_deg } => {
+                let angle = rng.random_range(-1.0f32..=1.0) * max_deg.to_radians();
+                Rotation3::from_axis_angle(&Vector3::y_axis(), angle).into_inner()
+            }
             RotationMode::Tilt { max_deg } => {
                 let turned = yaw(rng);
                 let azimuth = rng.random_range(0.0..std::f32::consts::TAU);
@@ -88,21 +95,29 @@ impl FromStr for RotationMode {
             "so3" => return Ok(RotationMode::So3),
             _ => {}
         }
-        if let Some(deg) = s.strip_prefix("tilt:") {
-            let max_deg: f32 = deg.trim().parse().map_err(|_| {
+        let degrees = |what: &str, text: &str, max: f32| -> Result<f32> {
+            let deg: f32 = text.trim().parse().map_err(|_| {
                 Error::invalid(format!(
-                    "rotation mode {s:?}: the tilt {deg:?} is not a number of degrees"
+                    "rotation mode {s:?}: the {what} {text:?} is not a number of degrees"
                 ))
             })?;
-            if !(0.0..=90.0).contains(&max_deg) {
+            if !(0.0..=max).contains(&deg) {
                 return Err(Error::invalid(format!(
-                    "rotation mode {s:?}: the tilt {max_deg} is outside [0, 90] degrees"
+                    "rotation mode {s:?}: the {what} {deg} is outside [0, {max}] degrees"
                 )));
             }
+            Ok(deg)
+        };
+        if let Some(deg) = s.strip_prefix("tilt:") {
+            let max_deg = degrees("tilt", deg, 90.0)?;
             return Ok(RotationMode::Tilt { max_deg });
         }
+        if let Some(deg) = s.strip_prefix("yaw:") {
+            let max_deg = degrees("yaw", deg, 180.0)?;
+            return Ok(RotationMode::YawWithin { max_deg });
+        }
         Err(Error::invalid(format!(
-            "unknown rotation mode {s:?} (expected none, yaw, tilt:DEG or so3)"
+            "unknown rotation mode {s:?} (expected none, yaw, yaw:DEG, tilt:DEG or so3)"
         )))
     }
 }
@@ -112,6 +127,7 @@ impl fmt::Display for RotationMode {
         match self {
             RotationMode::None => f.write_str("none"),
             RotationMode::Yaw => f.write_str("yaw"),
+            RotationMode::YawWithin { max_deg } => write!(f, "yaw:{max_deg}"),
             RotationMode::Tilt { max_deg } => write!(f, "tilt:{max_deg}"),
             RotationMode::So3 => f.write_str("so3"),
         }
@@ -143,7 +159,7 @@ mod tests {
 
     #[test]
     fn modes_parse_print_and_refuse_nonsense() {
-        for text in ["none", "yaw", "tilt:20", "so3"] {
+        for text in ["none", "yaw", "yaw:22.5", "tilt:20", "so3"] {
             let m: RotationMode = text.parse().unwrap();
             assert_eq!(m.to_string(), text);
         }
@@ -157,6 +173,8 @@ mod tests {
             let e = bad.parse::<RotationMode>().unwrap_err().to_string();
             assert!(e.contains("[0, 90]"), "{bad}: {e}");
         }
+        let e = "yaw:200".parse::<RotationMode>().unwrap_err().to_string();
+        assert!(e.contains("[0, 180]"), "{e}");
         let e = "tilt:steep"
             .parse::<RotationMode>()
             .unwrap_err()
@@ -181,6 +199,14 @@ mod tests {
                 let tilt = angle_from_up(&r);
                 match mode {
                     RotationMode::Yaw => assert!(tilt < 0.05, "yaw keeps up: {tilt}"),
+                    RotationMode::YawWithin { .. } => {
+                        assert!(tilt < 0.05, "yaw keeps up: {tilt}");
+                        let turn = (r * Vector3::z())
+                            .dot(&Vector3::z())
+                            .clamp(-1.0, 1.0)
+                            .acos();
+                        assert!(turn.to_degrees() <= 10.01, "{}", turn.to_degrees());
+                    }
                     RotationMode::Tilt { .. } => max_tilt = max_tilt.max(tilt),
                     _ => so3_max_tilt = so3_max_tilt.max(tilt),
                 }

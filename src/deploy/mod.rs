@@ -12,8 +12,10 @@
 
 pub mod bundle;
 mod qnet;
+mod yaw_search;
 
 pub use bundle::{FORMAT_VERSION, PRECISIONS};
+pub use yaw_search::{YawChoice, YawSearch};
 
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
 use crate::dataset::{AnnotatedModel, Category, Dataset, Split};

@@ -71,8 +71,9 @@ pub struct AugmentConfig {
     /// Rotate each training cloud by a random angle about the up (y) axis, after
     /// normalisation (the older switch; `rotation: yaw` turns before it, as test clouds are).
     pub rotate_up: bool,
-    /// Turn each training cloud at random before normalisation: `none`, `yaw`, `tilt:DEG`
-    /// or `so3`, the modes of `eval --rotate`. Validation uses the same mode (seed 0).
+    /// Turn each training cloud at random before normalisation: `none`, `yaw`, `yaw:DEG`,
+    /// `tilt:DEG` or `so3`, the modes of `eval --rotate`. Validation uses the same mode
+    /// (seed 0).
     pub rotation: RotationMode,
     /// Probability of replacing a training cloud by a partial view from a random camera.
     pub partial_view_prob: f32,

@@ -1,0 +1,152 @@
+//! Orientation hypotheses for objects turned any way about the up axis.
+//!
+//! A point network trained on one canonical yaw (or within a few tens of degrees of it)
+//! fails on an object turned further; trained on every yaw it has to learn the invariance
+//! and, at our model size, does not (README, "Any pose"). Instead the model runs at
+//! `hypotheses` yaws evenly spaced over the full turn, in one batched forward pass, and the
+//! hypothesis whose embeddings agree best with the templates wins. A model trained within
+//! half the spacing of its canonical yaw (`augment.rotation: yaw:DEG`) then covers every
+//! yaw, and the winning hypothesis is itself a coarse yaw estimate.
+
+use super::DeployedModel;
+use crate::cloud::rotation::rotate_cloud;
+use crate::cloud::{Cloud, Prepared};
+use crate::embedding::{Embedder, Embeddings};
+use crate::error::{Error, Result};
+use crate::matching::{KeypointMatch, Matcher, TemplateSet};
+use nalgebra::{Rotation3, Vector3};
+
+/// A deployed model run at several yaws.
+pub struct YawSearch<'a> {
+    pub model: &'a DeployedModel,
+    /// Yaws tried, `2 pi k / hypotheses` for k = 0..hypotheses; 1 = the model alone.
+    pub hypotheses: usize,
+    /// Scores each hypothesis: matches on its embeddings, geometric check included.
+    pub matcher: Matcher,
+}
+
+/// The winning hypothesis for one cloud.
+#[derive(Debug, Clone)]
+pub struct YawChoice {
+    /// Radians about the up (y) axis the cloud was turned by before the winning pass.
+    pub yaw: f32,
+    /// The turned cloud's preparation; its sample indexes the input cloud (turning keeps
+    /// the point order).
+    pub prepared: Prepared,
+    /// Embeddings of the prepared sample.
+    pub embeddings: Embeddings,
+    /// The matches on the turned cloud (xyz in the turned frame).
+    pub matches: Vec<KeypointMatch>,
+    /// [`agreement`] of the matches, in [0, 1].
+    pub agreement: f32,
+}
+
+impl YawSearch<'_> {
+    /// Runs every hypothesis on `cloud` (in the model's frame, y up) and keeps the one
+    /// whose accepted matches score highest (the lowest yaw on ties).
+    pub fn search(&self, cloud: &Cloud) -> Result<YawChoice> {
+        if self.hypotheses == 0 {
+            return Err(Error::invalid(
+                "yaw search: at least one hypothesis is needed",
+            ));
+        }
+        let yaws: Vec<f32> = (0..self.hypotheses)
+            .map(|k| std::f32::consts::TAU * k as f32 / self.hypotheses as f32)
+            .collect();
+        let turned: Vec<Cloud> = yaws
+            .iter()
+            .map(|&yaw| {
+                let mut c = cloud.clone();
+                if yaw != 0.0 {
+                    let r = Rotation3::from_axis_angle(&Vector3::y_axis(), yaw).into_inner();
+                    rotate_cloud(&mut c, &r);
+                }
+                c
+            })
+            .collect();
+        let embedded = self.model.embed_batch(&turned)?;
+        let templates = &self.model.templates;
+        let mut best: Option<YawChoice> = None;
+        for ((yaw, cloud), (prepared, embeddings)) in yaws.into_iter().zip(&turned).zip(embedded) {
+            let matches = self
+                .matcher
+                .match_prepared(templates, cloud, &prepared, &embeddings);
+            let agreement = agreement(templates, &prepared, &matches);
+            if best.as_ref().is_none_or(|b| agreement > b.agreement) {
+                best = Some(YawChoice {
+                    yaw,
+                    prepared,
+                    embeddings,
+                    matches,
+                    agreement,
+                });
+            }
+        }
+        Ok(best.expect("at least one hypothesis"))
+    }
+}
+
+/// How far (normalised units, bounding-box diagonal 1) a matched keypoint may lie from its
+/// canonical position before its vote halves: about 1.2 x this.
+const POSITION_SIGMA: f32 = 0.1;
+
+/// How well matches on a hypothesis say "this object is in its canonical pose": each
+/// accepted match votes its score, weighted by how close it lies to its template's
+/// canonical position once the matches' mean offset from those positions is removed (a
+/// partial view's box is not the whole object's). Pairwise distances, which the matcher's
+/// geometric check tests, do not change under a turn; these positions do, so a hypothesis
+/// that turned the object wrong loses its votes even when its embeddings look confident.
+/// Without canonical positions (older files) the votes are the bare scores. Normalised by
+/// the number of templates, so in [0, 1].
+pub fn agreement(templates: &TemplateSet, prepared: &Prepared, matches: &[KeypointMatch]) -> f32 {
+    let n_templates = templates.templates.len().max(1) as f32;
+    let position = |id: u32| {
+        templates
+            .templates
+            .iter()
+            .find(|t| t.semantic_id == id)
+            .and_then(|t| t.position)
+    };
+    let votes: Vec<(f32, Vector3<f32>)> = matches
+        .iter()
+        .filter(|m| m.accepted)
+        .filter_map(|m| {
+            let canonical = Vector3::from(position(m.semantic_id)?);
+            let at = Vector3::from(prepared.transform.apply_point(m.xyz));
+            Some((m.score, at - canonical))
+        })
+        .collect();
+    let accepted_scores = matches.iter().filter(|m| m.accepted).map(|m| m.score);
+    if votes.is_empty() {
+        return accepted_scores.sum::<f32>() / n_templates;
+    }
+    let weight: f32 = votes.iter().map(|(s, _)| s).sum();
+    let offset = votes.iter().map(|(s, d)| d * *s).sum::<Vector3<f32>>() / weight.max(1e-12);
+    let two_sigma2 = 2.0 * POSITION_SIGMA * POSITION_SIGMA;
+    votes
+        .iter()
+        .map(|(s, d)| s * (-(d - offset).norm_squared() / two_sigma2).exp())
+        .sum::<f32>()
+        / n_templates
+}
+
+impl Embedder for YawSearch<'_> {
+    fn name(&self) -> String {
+        format!("{} x{} yaws", self.model.name(), self.hypotheses)
+    }
+
+    /// The winning hypothesis's embeddings, extended to every input point.
+    fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
+        let choice = self.search(cloud)?;
+        let r = Rotation3::from_axis_angle(&Vector3::y_axis(), choice.yaw).into_inner();
+        let mut turned = cloud.clone();
+        rotate_cloud(&mut turned, &r);
+        let nearest = choice.prepared.nearest_sample_of_each(&turned);
+        let dim = choice.embeddings.dim;
+        let mut data = Vec::with_capacity(cloud.len() * dim);
+        for &s in &nearest {
+            data.extend_from_slice(choice.embeddings.row(s));
+        }
+        Embeddings::new(cloud.len(), dim, data)
+    }
+}
