@@ -72,16 +72,18 @@ fn shipped_models_place_keypoints_within_a_tenth_of_the_diagonal() {
     }
 }
 
-/// Orientation hypotheses undo a turn about the up axis: the canonical mug model, run at 8
-/// yaws on unseen mugs turned by 90 degrees, picks the hypothesis that turns them back
-/// (270 degrees), and on unturned mugs keeps 0. Its embeddings then cover every point.
+/// Orientation hypotheses undo a turn about the up axis: the node's mug model, run at 8
+/// yaws on unseen complete mugs turned by 90 degrees, picks the hypothesis that turns them
+/// back (270 degrees), and on unturned mugs keeps 0. A mug without a handle looks the same
+/// at every yaw, so one miss of each is allowed. Its embeddings then cover every point.
 #[test]
 fn yaw_search_turns_objects_back_to_the_canonical_pose() {
     use semcorr::cloud::rotation::rotate_cloud;
     use semcorr::deploy::YawSearch;
     use semcorr::embedding::Embedder;
     let model =
-        DeployedModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mug.gguf")).unwrap();
+        DeployedModel::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mug_partial.gguf"))
+            .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let opts = SynthOptions {
         categories: vec!["mug".into()],
@@ -98,6 +100,7 @@ fn yaw_search_turns_objects_back_to_the_canonical_pose() {
         model: &model,
         hypotheses: 8,
         matcher: Matcher::default(),
+        criterion: Default::default(),
     };
     let quarter = nalgebra::Rotation3::from_axis_angle(
         &nalgebra::Vector3::y_axis(),

@@ -78,6 +78,10 @@ enum Command {
         /// cloud, the one whose matches agree best with the templates (1 = off).
         #[arg(long, default_value_t = 1)]
         yaw_hypotheses: usize,
+        /// How the yaw hypotheses are ranked: `shape` (the templates' canonical positions
+        /// against the cloud, then one forward pass) or `matches` (a pass per hypothesis).
+        #[arg(long, value_enum, default_value_t = semcorr::deploy::YawCriterion::Shape)]
+        yaw_criterion: semcorr::deploy::YawCriterion,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -305,6 +309,7 @@ fn main() -> Result<()> {
             seed,
             rotate,
             yaw_hypotheses,
+            yaw_criterion,
             json,
         } => {
             let dataset = Dataset::open(&data)?;
@@ -321,6 +326,7 @@ fn main() -> Result<()> {
                             model: &deployed,
                             hypotheses: yaw_hypotheses,
                             matcher: Default::default(),
+                            criterion: yaw_criterion,
                         })
                     } else {
                         Box::new(&deployed)

@@ -15,7 +15,7 @@ mod qnet;
 mod yaw_search;
 
 pub use bundle::{FORMAT_VERSION, PRECISIONS};
-pub use yaw_search::{YawChoice, YawSearch};
+pub use yaw_search::{YawChoice, YawCriterion, YawSearch};
 
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
 use crate::dataset::{AnnotatedModel, Category, Dataset, Split};

@@ -9,8 +9,9 @@
 //! yaw, and the winning hypothesis is itself a coarse yaw estimate.
 
 use super::DeployedModel;
+use crate::cloud::kdtree::{build_kdtree, nearest, KdTree3};
 use crate::cloud::rotation::rotate_cloud;
-use crate::cloud::{Cloud, Prepared};
+use crate::cloud::{Cloud, Normalization, NormalizationMode, Prepared};
 use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Error, Result};
 use crate::matching::{KeypointMatch, Matcher, TemplateSet};
@@ -21,8 +22,20 @@ pub struct YawSearch<'a> {
     pub model: &'a DeployedModel,
     /// Yaws tried, `2 pi k / hypotheses` for k = 0..hypotheses; 1 = the model alone.
     pub hypotheses: usize,
-    /// Scores each hypothesis: matches on its embeddings, geometric check included.
+    /// Matches on the winning hypothesis (and, by [`YawCriterion::Matches`], scores each).
     pub matcher: Matcher,
+    pub criterion: YawCriterion,
+}
+
+/// How the hypotheses are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum YawCriterion {
+    /// [`agreement`] of each hypothesis's matches: one forward pass per hypothesis.
+    Matches,
+    /// [`shape_agreement`]: the templates' canonical positions against the turned cloud's
+    /// points, no network; then one forward pass, at the winner.
+    #[default]
+    Shape,
 }
 
 /// The winning hypothesis for one cloud.
@@ -42,8 +55,8 @@ pub struct YawChoice {
 }
 
 impl YawSearch<'_> {
-    /// Runs every hypothesis on `cloud` (in the model's frame, y up) and keeps the one
-    /// whose accepted matches score highest (the lowest yaw on ties).
+    /// Ranks every hypothesis on `cloud` (in the model's frame, y up) by `criterion` and
+    /// keeps the best (the lowest yaw on ties).
     pub fn search(&self, cloud: &Cloud) -> Result<YawChoice> {
         if self.hypotheses == 0 {
             return Err(Error::invalid(
@@ -64,10 +77,33 @@ impl YawSearch<'_> {
                 c
             })
             .collect();
-        let embedded = self.model.embed_batch(&turned)?;
         let templates = &self.model.templates;
+        let chosen: Vec<usize> = match self.criterion {
+            YawCriterion::Matches => (0..yaws.len()).collect(),
+            YawCriterion::Shape => {
+                let tree = build_kdtree(&cloud.points);
+                let scores: Vec<f32> = yaws
+                    .iter()
+                    .zip(&turned)
+                    .map(|(&yaw, c)| {
+                        shape_agreement(templates, &tree, c, yaw, self.model.prepare.normalization)
+                    })
+                    .collect();
+                // Near-ties (a symmetric object, a view that hides the handle) keep the
+                // lowest yaw, the input's own first: no turn called precise on no evidence.
+                let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let best = scores
+                    .iter()
+                    .position(|&s| s >= top - SHAPE_TIE)
+                    .unwrap_or(0);
+                vec![best]
+            }
+        };
+        let picked: Vec<Cloud> = chosen.iter().map(|&k| turned[k].clone()).collect();
+        let embedded = self.model.embed_batch(&picked)?;
         let mut best: Option<YawChoice> = None;
-        for ((yaw, cloud), (prepared, embeddings)) in yaws.into_iter().zip(&turned).zip(embedded) {
+        for ((&k, cloud), (prepared, embeddings)) in chosen.iter().zip(&picked).zip(embedded) {
+            let yaw = yaws[k];
             let matches = self
                 .matcher
                 .match_prepared(templates, cloud, &prepared, &embeddings);
@@ -84,6 +120,45 @@ impl YawSearch<'_> {
         }
         Ok(best.expect("at least one hypothesis"))
     }
+}
+
+/// How far (normalised units) a canonical keypoint position may lie from the nearest point
+/// of the cloud before its vote halves: about 1.2 x this.
+const SHAPE_SIGMA: f32 = 0.05;
+
+/// Shape agreements within this of the best count as a tie.
+const SHAPE_TIE: f32 = 0.03;
+
+/// How well the cloud turned by `yaw` (`turned`; `tree` indexes the cloud before the turn)
+/// has surface where the category's keypoints are in the canonical pose: each template's
+/// canonical position, placed in the turned cloud's normalised frame, votes
+/// `exp(-d^2 / 2 sigma^2)` for its distance `d` to the nearest point. A mug turned wrong
+/// has no handle where the handle's keypoints are; a view that hides a part cannot tell,
+/// and neither can a symmetric object (every yaw ties, the lowest wins). 0 without
+/// canonical positions.
+pub fn shape_agreement(
+    templates: &TemplateSet,
+    tree: &KdTree3,
+    turned: &Cloud,
+    yaw: f32,
+    normalization: NormalizationMode,
+) -> f32 {
+    let norm = Normalization::fit(turned, normalization);
+    let back = Rotation3::from_axis_angle(&Vector3::y_axis(), -yaw);
+    let two_sigma2 = 2.0 * SHAPE_SIGMA * SHAPE_SIGMA;
+    let n = templates.templates.len().max(1) as f32;
+    templates
+        .templates
+        .iter()
+        .filter_map(|t| t.position)
+        .map(|c| {
+            // Canonical (normalised, turned) -> turned -> the cloud as given.
+            let p = back * Vector3::from(norm.invert_point(c));
+            let d2 = nearest(tree, &[p.x, p.y, p.z]).distance * norm.scale * norm.scale;
+            (-d2 / two_sigma2).exp()
+        })
+        .sum::<f32>()
+        / n
 }
 
 /// How far (normalised units, bounding-box diagonal 1) a matched keypoint may lie from its
