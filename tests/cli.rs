@@ -21,7 +21,10 @@ fn mean_mge(path: &Path) -> f64 {
     let obj = v.as_object().unwrap();
     let mut keys: Vec<&String> = obj.keys().collect();
     keys.sort();
-    assert_eq!(keys, ["categories", "mean_mge"]);
+    assert_eq!(
+        keys,
+        ["categories", "mean_mge", "rotation", "rotation_seed"]
+    );
     for (class_id, c) in obj["categories"].as_object().unwrap() {
         assert!(class_id.starts_with("9000000"), "{class_id}");
         let c = c.as_object().unwrap();
@@ -83,6 +86,52 @@ fn synth_then_baselines_rank_as_expected() {
     }
     assert!(mge["random"] > mge["fpfh"], "{mge:?}");
     assert!(mge["random"] > mge["xyz"], "{mge:?}");
+
+    // Raw coordinates know where "front" is only in the canonical pose: turned at random
+    // about the up axis they score worse, and the report says how the clouds were turned.
+    let json = tmp.path().join("xyz-yaw.json");
+    let table = semcorr(&[
+        "eval",
+        "--data",
+        data_s,
+        "--embedder",
+        "xyz",
+        "--rotate",
+        "yaw",
+        "--seed",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(table.contains("rotation: yaw (seed 2)"), "{table}");
+    assert!(
+        mean_mge(&json) > mge["xyz"] * 1.5,
+        "{} vs {}",
+        mean_mge(&json),
+        mge["xyz"]
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        (v["rotation"].as_str(), v["rotation_seed"].as_u64()),
+        (Some("yaw"), Some(2))
+    );
+    for (bad, named) in [("spin", "unknown rotation mode"), ("tilt:95", "[0, 90]")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+            .args([
+                "eval",
+                "--data",
+                data_s,
+                "--embedder",
+                "xyz",
+                "--rotate",
+                bad,
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--rotate") && err.contains(named), "{err}");
+    }
 }
 
 #[test]
