@@ -84,6 +84,29 @@ fn detections_are_in_the_input_frame_with_their_keypoints() {
     }
 }
 
+/// `yaw_hypotheses` turns each object for each model before its forward pass; the
+/// correspondences still index input points on the object and the objects are still found.
+#[test]
+fn yaw_hypotheses_keep_objects_and_their_points() {
+    let (p, s) = pipeline();
+    let searched = Settings {
+        yaw_hypotheses: 8,
+        ..s.clone()
+    };
+    for scene in scenes(2, 9300) {
+        let plain = p.process(&scene.cloud, s).unwrap();
+        let r = p.process(&scene.cloud, &searched).unwrap();
+        assert_eq!(r.objects.len(), plain.objects.len());
+        assert!(r.detections().count() >= 1);
+        for (_, o) in r.detections() {
+            for c in &o.correspondences {
+                assert_eq!(c.xyz, scene.cloud.points[c.input_index]);
+                assert!(o.indices.iter().any(|&i| r.input_index[i] == c.input_index));
+            }
+        }
+    }
+}
+
 /// A point on or above a table seen by a camera tilted down 40 degrees (optical frame):
 /// `a` metres to the right, `d` metres ahead (horizontally), `k` metres above the top,
 /// which is 0.6 m below the camera.

@@ -12,7 +12,7 @@
 
 pub mod bundle;
 mod qnet;
-mod yaw_search;
+pub mod yaw_search;
 
 pub use bundle::{FORMAT_VERSION, PRECISIONS};
 pub use yaw_search::{YawChoice, YawCriterion, YawSearch};

@@ -63,39 +63,13 @@ impl YawSearch<'_> {
                 "yaw search: at least one hypothesis is needed",
             ));
         }
-        let yaws: Vec<f32> = (0..self.hypotheses)
-            .map(|k| std::f32::consts::TAU * k as f32 / self.hypotheses as f32)
-            .collect();
-        let turned: Vec<Cloud> = yaws
-            .iter()
-            .map(|&yaw| {
-                let mut c = cloud.clone();
-                if yaw != 0.0 {
-                    let r = Rotation3::from_axis_angle(&Vector3::y_axis(), yaw).into_inner();
-                    rotate_cloud(&mut c, &r);
-                }
-                c
-            })
-            .collect();
+        let yaws = hypothesis_yaws(self.hypotheses);
+        let turned: Vec<Cloud> = yaws.iter().map(|&yaw| turn_about_up(cloud, yaw)).collect();
         let templates = &self.model.templates;
         let chosen: Vec<usize> = match self.criterion {
             YawCriterion::Matches => (0..yaws.len()).collect(),
             YawCriterion::Shape => {
-                let tree = build_kdtree(&cloud.points);
-                let scores: Vec<f32> = yaws
-                    .iter()
-                    .zip(&turned)
-                    .map(|(&yaw, c)| {
-                        shape_agreement(templates, &tree, c, yaw, self.model.prepare.normalization)
-                    })
-                    .collect();
-                // Near-ties (a symmetric object, a view that hides the handle) keep the
-                // lowest yaw, the input's own first: no turn called precise on no evidence.
-                let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let best = scores
-                    .iter()
-                    .position(|&s| s >= top - SHAPE_TIE)
-                    .unwrap_or(0);
+                let best = best_by_shape(self.model, cloud, &yaws, &turned);
                 vec![best]
             }
         };
@@ -120,6 +94,54 @@ impl YawSearch<'_> {
         }
         Ok(best.expect("at least one hypothesis"))
     }
+}
+
+/// `2 pi k / n` for k = 0..n.
+fn hypothesis_yaws(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|k| std::f32::consts::TAU * k as f32 / n as f32)
+        .collect()
+}
+
+/// `cloud` turned by `yaw` radians about its frame's up (y) axis, point order kept.
+pub fn turn_about_up(cloud: &Cloud, yaw: f32) -> Cloud {
+    let mut c = cloud.clone();
+    if yaw != 0.0 {
+        let r = Rotation3::from_axis_angle(&Vector3::y_axis(), yaw).into_inner();
+        rotate_cloud(&mut c, &r);
+    }
+    c
+}
+
+/// The yaw (radians, one of `hypotheses` evenly spaced) that best turns `cloud` (in the
+/// model's frame, y up) into `model`'s canonical pose by [`shape_agreement`], without a
+/// forward pass; 0 for one hypothesis or a near-tie.
+pub fn yaw_by_shape(model: &DeployedModel, cloud: &Cloud, hypotheses: usize) -> f32 {
+    if hypotheses <= 1 {
+        return 0.0;
+    }
+    let yaws = hypothesis_yaws(hypotheses);
+    let turned: Vec<Cloud> = yaws.iter().map(|&yaw| turn_about_up(cloud, yaw)).collect();
+    yaws[best_by_shape(model, cloud, &yaws, &turned)]
+}
+
+/// Index of the best of `yaws` (`turned`: `cloud` turned by each) by shape.
+fn best_by_shape(model: &DeployedModel, cloud: &Cloud, yaws: &[f32], turned: &[Cloud]) -> usize {
+    let tree = build_kdtree(&cloud.points);
+    let scores: Vec<f32> = yaws
+        .iter()
+        .zip(turned)
+        .map(|(&yaw, c)| {
+            shape_agreement(&model.templates, &tree, c, yaw, model.prepare.normalization)
+        })
+        .collect();
+    // Near-ties (a symmetric object, a view that hides the handle) keep the lowest yaw,
+    // the input's own first: no turn called precise on no evidence.
+    let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    scores
+        .iter()
+        .position(|&s| s >= top - SHAPE_TIE)
+        .unwrap_or(0)
 }
 
 /// How far (normalised units) a canonical keypoint position may lie from the nearest point

@@ -15,6 +15,7 @@ pub use objects::{frame_name, CategoryScore, ObjectPose, ObjectResult, PoseSourc
 pub use params::{NodeParams, ParamValue, PARAMS};
 
 use crate::cloud::Cloud;
+use crate::deploy::yaw_search::{turn_about_up, yaw_by_shape};
 use crate::deploy::{DeployedModel, Runtime};
 use crate::error::{Error, Result};
 use crate::matching::{MatchParams, Matcher};
@@ -43,6 +44,9 @@ pub struct Settings {
     pub embedding_cloud: bool,
     pub score_threshold: f32,
     pub min_object_score: f32,
+    /// Yaws tried per object and model before its forward pass ([`YawSearch`]'s shape
+    /// test); 1 = none.
+    pub yaw_hypotheses: usize,
     pub pose: PoseParams,
     /// Outputs: a `/tf` frame per detection, named with this prefix.
     pub publish_tf: bool,
@@ -68,6 +72,7 @@ impl Settings {
             embedding_cloud: p.publish_embedding_cloud,
             score_threshold: p.score_threshold as f32,
             min_object_score: p.min_object_score as f32,
+            yaw_hypotheses: p.yaw_hypotheses as usize,
             pose: PoseParams::default(),
             publish_tf: p.publish_tf,
             tf_prefix: p.tf_prefix.clone(),
@@ -356,7 +361,19 @@ impl Pipeline {
         // [model][object]; the chosen model's entry is moved into the object's result.
         let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
         for model in &self.models {
-            embedded.push(model.embed_batch(&clouds)?.into_iter().map(Some).collect());
+            // Each model sees each object at the yaw its shape test prefers (turning keeps
+            // point order, so matches still index the object's points).
+            let turned: Vec<Cloud>;
+            let batch = if s.yaw_hypotheses > 1 {
+                turned = clouds
+                    .iter()
+                    .map(|c| turn_about_up(c, yaw_by_shape(model, c, s.yaw_hypotheses)))
+                    .collect();
+                &turned
+            } else {
+                &clouds
+            };
+            embedded.push(model.embed_batch(batch)?.into_iter().map(Some).collect());
         }
         let t3 = Instant::now();
         let matcher = Matcher::new(MatchParams {

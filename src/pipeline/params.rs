@@ -42,6 +42,7 @@ pub struct NodeParams {
     pub max_height_above_plane: f64,
     pub max_objects: i64,
     pub min_object_score: f64,
+    pub yaw_hypotheses: i64,
     pub publish_tf: bool,
     pub tf_prefix: String,
 }
@@ -83,6 +84,7 @@ impl Default for NodeParams {
             max_height_above_plane: decimal(scene.max_height),
             max_objects: scene.max_objects as i64,
             min_object_score: 0.15,
+            yaw_hypotheses: 1,
             publish_tf: true,
             tf_prefix: "semcorr/".into(),
         }
@@ -632,6 +634,18 @@ pub const PARAMS: &[ParamSpec] = &[
         },
     },
     ParamSpec {
+        name: "yaw_hypotheses",
+        kind: ParamType::Integer,
+        restart_only: false,
+        description: "yaws tried per object and model, ranked by shape before the forward \
+                      pass (README, \"Any pose\"); 1 = the object as it faces the sensor, 1 to 72",
+        get: |p| ParamValue::Integer(p.yaw_hypotheses),
+        set: |p, v| {
+            p.yaw_hypotheses = integer(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
         name: "publish_tf",
         kind: ParamType::Bool,
         restart_only: false,
@@ -881,6 +895,12 @@ impl NodeParams {
         positive("max_object_extent", self.max_object_extent)?;
         positive("max_height_above_plane", self.max_height_above_plane)?;
         at_least("max_objects", self.max_objects as f64, 1.0, "at least 1")?;
+        if !(1..=72).contains(&self.yaw_hypotheses) {
+            return Err(refuse(
+                "yaw_hypotheses",
+                format!("{} is not in [1, 72]", self.yaw_hypotheses),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.min_object_score) {
             return Err(refuse(
                 "min_object_score",
@@ -1059,6 +1079,8 @@ mod tests {
             ("cluster_tolerance", ParamValue::Double(0.0)),
             ("max_cluster_points", ParamValue::Integer(10)),
             ("max_objects", ParamValue::Integer(0)),
+            ("yaw_hypotheses", ParamValue::Integer(0)),
+            ("yaw_hypotheses", ParamValue::Integer(73)),
             ("min_object_score", ParamValue::Double(2.0)),
             ("device", s("gpu")),
             ("precision", s("int4")),
