@@ -1,12 +1,12 @@
 //! Orientation hypotheses for objects turned any way about the up axis.
 //!
-//! A point network trained on one canonical yaw (or within a few tens of degrees of it)
-//! fails on an object turned further; trained on every yaw it has to learn the invariance
-//! and, at our model size, does not (README, "Any pose"). Instead the model runs at
-//! `hypotheses` yaws evenly spaced over the full turn, in one batched forward pass, and the
-//! hypothesis whose embeddings agree best with the templates wins. A model trained within
-//! half the spacing of its canonical yaw (`augment.rotation: yaw:DEG`) then covers every
-//! yaw, and the winning hypothesis is itself a coarse yaw estimate.
+//! A point network trained on one canonical yaw fails on an object turned far from it, and
+//! trained on every yaw it does not learn the invariance at our model size (README, "Any
+//! pose"). Instead the cloud is tried at `hypotheses` yaws evenly spaced over the full
+//! turn. By default they are ranked by shape alone ([`shape_agreement`]: is there surface
+//! where the category's keypoints lie in the canonical pose?), and one forward pass runs at
+//! the winner, which is itself a coarse yaw estimate. Ranking by each hypothesis's matches
+//! (a pass per hypothesis) was measured too and lost.
 
 use super::DeployedModel;
 use crate::cloud::kdtree::{build_kdtree, nearest, KdTree3};
