@@ -466,3 +466,30 @@ fn preprocessing_travels_from_training_config_to_the_exported_file() {
         .to_string();
     assert!(e.contains("sampling") || e.contains("fastest"), "{e}");
 }
+
+/// A preparation shared between models gives the embeddings each model's own preparation
+/// gives, and a preparation for another point count is refused, naming both counts.
+#[test]
+fn shared_preparation_gives_the_same_embeddings() {
+    let model = DeployedModel::load(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mug_partial.gguf"),
+    )
+    .unwrap();
+    let clouds = test_clouds();
+    let own = model.embed_batch(&clouds).unwrap();
+    let shared = model
+        .forward_prepared(model.prepare_batch(&clouds).unwrap())
+        .unwrap();
+    for ((_, a), (_, b)) in own.iter().zip(&shared) {
+        assert_eq!(a, b);
+    }
+    let mut other = model.prepare;
+    other.num_points /= 2;
+    let wrong = semcorr::cloud::prepare(&clouds[0], &other, 0, "c").unwrap();
+    let e = model.forward_prepared(vec![wrong]).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("{}", other.num_points))
+            && e.contains(&format!("{}", model.prepare.num_points)),
+        "{e}"
+    );
+}

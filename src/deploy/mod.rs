@@ -310,6 +310,22 @@ impl DeployedModel {
         self.embedder().embed_prepared_batch(clouds, "object")
     }
 
+    /// Prepares clouds as this model's network expects them (in parallel), for
+    /// [`Self::forward_prepared`]: models with the same [`PrepareConfig`] can share it.
+    pub fn prepare_batch(&self, clouds: &[Cloud]) -> Result<Vec<Prepared>> {
+        use rayon::prelude::*;
+        clouds
+            .par_iter()
+            .enumerate()
+            .map(|(i, c)| crate::cloud::prepare(c, &self.prepare, 0, &format!("object {i}")))
+            .collect()
+    }
+
+    /// One forward pass over clouds prepared with this model's [`PrepareConfig`].
+    pub fn forward_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<(Prepared, Embeddings)>> {
+        self.embedder().forward_prepared(prepared, "object")
+    }
+
     fn embedder(&self) -> NetworkEmbedder<'_> {
         NetworkEmbedder {
             backbone: self.net.as_ref(),

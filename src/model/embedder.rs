@@ -50,7 +50,27 @@ impl NetworkEmbedder<'_> {
                 prepare(c, &self.prepare, 0, &name)
             })
             .collect::<Result<_>>()?;
+        self.forward_prepared(prepared, what)
+    }
+
+    /// The forward pass on clouds already prepared with this embedder's `prepare` config
+    /// (one batch): models that share a preparation share its cost (farthest-point
+    /// sampling of a dense object costs about half a forward pass).
+    pub fn forward_prepared(
+        &self,
+        prepared: Vec<crate::cloud::Prepared>,
+        what: &str,
+    ) -> Result<Vec<(crate::cloud::Prepared, Embeddings)>> {
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
         let (b, n) = (prepared.len(), self.prepare.num_points);
+        if let Some(p) = prepared.iter().find(|p| p.points.len() != n) {
+            return Err(Error::invalid(format!(
+                "{what}: a prepared cloud has {} points, the network takes {n}",
+                p.points.len()
+            )));
+        }
         let flat: Vec<f32> = prepared
             .iter()
             .flat_map(|p| p.points.iter().flatten().copied())

@@ -14,7 +14,7 @@ pub mod params;
 pub use objects::{frame_name, CategoryScore, ObjectPose, ObjectResult, PoseSource};
 pub use params::{NodeParams, ParamValue, PARAMS};
 
-use crate::cloud::Cloud;
+use crate::cloud::{Cloud, PrepareConfig, Prepared};
 use crate::deploy::yaw_search::{turn_about_up, yaw_by_shape};
 use crate::deploy::{DeployedModel, Runtime};
 use crate::error::{Error, Result};
@@ -360,20 +360,32 @@ impl Pipeline {
             .collect();
         // [model][object]; the chosen model's entry is moved into the object's result.
         let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
+        // Farthest-point sampling of a dense object costs about half a forward pass, so
+        // models that prepare alike share one preparation of the same clouds.
+        let mut shared: Vec<(PrepareConfig, Vec<Prepared>)> = Vec::new();
         for model in &self.models {
-            // Each model sees each object at the yaw its shape test prefers (turning keeps
-            // point order, so matches still index the object's points).
-            let turned: Vec<Cloud>;
-            let batch = if s.yaw_hypotheses > 1 {
-                turned = clouds
+            let prepared = if s.yaw_hypotheses > 1 {
+                // Each model sees each object at the yaw its shape test prefers (turning
+                // keeps point order, so matches still index the object's points).
+                let turned: Vec<Cloud> = clouds
                     .iter()
                     .map(|c| turn_about_up(c, yaw_by_shape(model, c, s.yaw_hypotheses)))
                     .collect();
-                &turned
+                model.prepare_batch(&turned)?
+            } else if let Some((_, p)) = shared.iter().find(|(c, _)| *c == model.prepare) {
+                p.clone()
             } else {
-                &clouds
+                let p = model.prepare_batch(&clouds)?;
+                shared.push((model.prepare, p.clone()));
+                p
             };
-            embedded.push(model.embed_batch(batch)?.into_iter().map(Some).collect());
+            embedded.push(
+                model
+                    .forward_prepared(prepared)?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            );
         }
         let t3 = Instant::now();
         let matcher = Matcher::new(MatchParams {
