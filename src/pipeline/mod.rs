@@ -44,7 +44,7 @@ pub struct Settings {
     pub embedding_cloud: bool,
     pub score_threshold: f32,
     pub min_object_score: f32,
-    /// Yaws tried per object and model before its forward pass ([`YawSearch`]'s shape
+    /// Yaws tried per object and model before its forward pass ([`crate::deploy::YawSearch`]'s shape
     /// test); 1 = none.
     pub yaw_hypotheses: usize,
     pub pose: PoseParams,
