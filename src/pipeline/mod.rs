@@ -44,8 +44,8 @@ pub struct Settings {
     pub embedding_cloud: bool,
     pub score_threshold: f32,
     pub min_object_score: f32,
-    /// Yaws tried per object and model before its forward pass ([`crate::deploy::YawSearch`]'s shape
-    /// test); 1 = none.
+    /// Yaws tried per object and model before its forward pass (the shape test of
+    /// [`crate::deploy::YawSearch`]); 1 = none.
     pub yaw_hypotheses: usize,
     pub pose: PoseParams,
     /// Outputs: a `/tf` frame per detection, named with this prefix.
