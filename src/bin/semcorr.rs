@@ -74,8 +74,8 @@ enum Command {
         /// or `so3` (uniform). Geodesics do not change and are not recomputed.
         #[arg(long, default_value = "none", value_parser = parse_rotation)]
         rotate: RotationMode,
-        /// With a .gguf model: run it at this many yaws about the up axis and keep, per
-        /// cloud, the one whose matches agree best with the templates (1 = off).
+        /// With a .gguf model: try each cloud at this many yaws about the up axis and
+        /// embed it at the one `--yaw-criterion` ranks best (1 = off).
         #[arg(long, default_value_t = 1)]
         yaw_hypotheses: usize,
         /// How the yaw hypotheses are ranked: `shape` (the templates' canonical positions

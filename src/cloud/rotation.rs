@@ -30,21 +30,20 @@ pub enum RotationMode {
     So3,
 }
 
+/// A turn by `angle` radians about the up (y) axis.
+pub fn about_up(angle: f32) -> Rotation3<f32> {
+    Rotation3::from_axis_angle(&Vector3::y_axis(), angle)
+}
+
 impl RotationMode {
     /// One rotation drawn from this mode; `None` draws nothing from `rng`.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Matrix3<f32> {
-        let yaw = |rng: &mut R| {
-            Rotation3::from_axis_angle(
-                &Vector3::y_axis(),
-                rng.random_range(0.0..std::f32::consts::TAU),
-            )
-        };
+        let yaw = |rng: &mut R| about_up(rng.random_range(0.0..std::f32::consts::TAU));
         match *self {
             RotationMode::None => Matrix3::identity(),
             RotationMode::Yaw => yaw(rng).into_inner(),
             RotationMode::YawWithin { max_deg } => {
-                let angle = rng.random_range(-1.0f32..=1.0) * max_deg.to_radians();
-                Rotation3::from_axis_angle(&Vector3::y_axis(), angle).into_inner()
+                about_up(rng.random_range(-1.0f32..=1.0) * max_deg.to_radians()).into_inner()
             }
             RotationMode::Tilt { max_deg } => {
                 let turned = yaw(rng);
@@ -190,6 +189,7 @@ mod tests {
         for _ in 0..200 {
             for mode in [
                 RotationMode::Yaw,
+                RotationMode::YawWithin { max_deg: 10.0 },
                 RotationMode::Tilt { max_deg: 20.0 },
                 RotationMode::So3,
             ] {
@@ -225,8 +225,7 @@ mod tests {
 
     #[test]
     fn clouds_turn_about_the_origin_and_nan_stays_nan() {
-        let r = Rotation3::from_axis_angle(&Vector3::y_axis(), std::f32::consts::FRAC_PI_2)
-            .into_inner();
+        let r = about_up(std::f32::consts::FRAC_PI_2).into_inner();
         let mut cloud = Cloud::new(vec![[1.0, 2.0, 0.0], [f32::NAN, 0.0, 0.0]]);
         rotate_cloud(&mut cloud, &r);
         let p = cloud.points[0];

@@ -10,12 +10,12 @@
 
 use super::DeployedModel;
 use crate::cloud::kdtree::{build_kdtree, nearest, KdTree3};
-use crate::cloud::rotation::rotate_cloud;
+use crate::cloud::rotation::{about_up, rotate_cloud};
 use crate::cloud::{Cloud, Normalization, NormalizationMode, Prepared};
 use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Error, Result};
 use crate::matching::{KeypointMatch, Matcher, TemplateSet};
-use nalgebra::{Rotation3, Vector3};
+use nalgebra::Vector3;
 
 /// A deployed model run at several yaws.
 pub struct YawSearch<'a> {
@@ -107,8 +107,7 @@ fn hypothesis_yaws(n: usize) -> Vec<f32> {
 pub fn turn_about_up(cloud: &Cloud, yaw: f32) -> Cloud {
     let mut c = cloud.clone();
     if yaw != 0.0 {
-        let r = Rotation3::from_axis_angle(&Vector3::y_axis(), yaw).into_inner();
-        rotate_cloud(&mut c, &r);
+        rotate_cloud(&mut c, &about_up(yaw).into_inner());
     }
     c
 }
@@ -166,7 +165,7 @@ pub fn shape_agreement(
     normalization: NormalizationMode,
 ) -> f32 {
     let norm = Normalization::fit(turned, normalization);
-    let back = Rotation3::from_axis_angle(&Vector3::y_axis(), -yaw);
+    let back = about_up(-yaw);
     let two_sigma2 = 2.0 * SHAPE_SIGMA * SHAPE_SIGMA;
     let n = templates.templates.len().max(1) as f32;
     templates
@@ -235,10 +234,9 @@ impl Embedder for YawSearch<'_> {
     /// The winning hypothesis's embeddings, extended to every input point.
     fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
         let choice = self.search(cloud)?;
-        let r = Rotation3::from_axis_angle(&Vector3::y_axis(), choice.yaw).into_inner();
-        let mut turned = cloud.clone();
-        rotate_cloud(&mut turned, &r);
-        let nearest = choice.prepared.nearest_sample_of_each(&turned);
+        let nearest = choice
+            .prepared
+            .nearest_sample_of_each(&turn_about_up(cloud, choice.yaw));
         let dim = choice.embeddings.dim;
         let mut data = Vec::with_capacity(cloud.len() * dim);
         for &s in &nearest {

@@ -248,9 +248,10 @@ fn check_annotation(m: &AnnotatedModel) -> Result<()> {
     Ok(())
 }
 
-/// Embeds every model turned by its rotation (one batch; `rotations` empty: as stored) and computes its geodesic rows on
-/// the cloud as stored (in parallel), checking that embeddings fit their clouds and share
-/// one dimension. Rotating keeps point order, so embeddings index the stored points.
+/// Embeds every model turned by its rotation (one batch; no rotations: as stored) and
+/// computes its geodesic rows on the cloud as stored (in parallel), checking that
+/// embeddings fit their clouds and share one dimension. Rotating keeps point order, so
+/// embeddings index the stored points.
 fn prepare(
     models: &[AnnotatedModel],
     embedder: &dyn Embedder,
