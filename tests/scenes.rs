@@ -107,6 +107,42 @@ fn yaw_hypotheses_keep_objects_and_their_points() {
     }
 }
 
+/// The category gate: at 0 only the model whose shape fits best runs on an object (so
+/// most objects get one verdict, not one per model) and the categories stay right; at 1
+/// every model runs on every object.
+#[test]
+fn the_category_gate_skips_models_but_not_categories() {
+    let (p, s) = pipeline();
+    let strict = Settings {
+        category_gate: 0.0,
+        ..s.clone()
+    };
+    let open = Settings {
+        category_gate: 1.0,
+        ..s.clone()
+    };
+    let samples = scenes(4, 9400);
+    let score = evaluate(p, &strict, &samples).unwrap();
+    assert!(score.category_rate() >= 0.9, "{score}");
+    let (mut verdicts, mut objects) = (0, 0);
+    for scene in &samples {
+        for o in p.process(&scene.cloud, &open).unwrap().objects {
+            if !o.candidates.is_empty() {
+                assert_eq!(o.candidates.len(), 2, "both models ran");
+            }
+        }
+        for o in p.process(&scene.cloud, &strict).unwrap().objects {
+            verdicts += o.candidates.len();
+            objects += usize::from(!o.candidates.is_empty());
+        }
+    }
+    assert!(objects >= 4);
+    assert!(
+        verdicts < 2 * objects,
+        "{verdicts} verdicts on {objects} objects"
+    );
+}
+
 /// A point on or above a table seen by a camera tilted down 40 degrees (optical frame):
 /// `a` metres to the right, `d` metres ahead (horizontally), `k` metres above the top,
 /// which is 0.6 m below the camera.

@@ -119,23 +119,38 @@ pub fn yaw_by_shape(model: &DeployedModel, cloud: &Cloud, hypotheses: usize) -> 
     if hypotheses <= 1 {
         return 0.0;
     }
-    let yaws = hypothesis_yaws(hypotheses);
+    best_shape(model, cloud, hypotheses).0
+}
+
+/// [`yaw_by_shape`]'s yaw and that yaw's [`shape_agreement`] (the score at the input's own
+/// yaw for one hypothesis): how much `cloud` looks like `model`'s category, before any
+/// forward pass.
+pub fn best_shape(model: &DeployedModel, cloud: &Cloud, hypotheses: usize) -> (f32, f32) {
+    let yaws = hypothesis_yaws(hypotheses.max(1));
     let turned: Vec<Cloud> = yaws.iter().map(|&yaw| turn_about_up(cloud, yaw)).collect();
-    yaws[best_by_shape(model, cloud, &yaws, &turned)]
+    let scores = shape_scores(model, cloud, &yaws, &turned);
+    let best = best_of(&scores);
+    (yaws[best], scores[best])
 }
 
 /// Index of the best of `yaws` (`turned`: `cloud` turned by each) by shape.
 fn best_by_shape(model: &DeployedModel, cloud: &Cloud, yaws: &[f32], turned: &[Cloud]) -> usize {
+    best_of(&shape_scores(model, cloud, yaws, turned))
+}
+
+fn shape_scores(model: &DeployedModel, cloud: &Cloud, yaws: &[f32], turned: &[Cloud]) -> Vec<f32> {
     let tree = build_kdtree(&cloud.points);
-    let scores: Vec<f32> = yaws
-        .iter()
+    yaws.iter()
         .zip(turned)
         .map(|(&yaw, c)| {
             shape_agreement(&model.templates, &tree, c, yaw, model.prepare.normalization)
         })
-        .collect();
-    // Near-ties (a symmetric object, a view that hides the handle) keep the lowest yaw,
-    // the input's own first: no turn called precise on no evidence.
+        .collect()
+}
+
+/// Near-ties (a symmetric object, a view that hides the handle) keep the lowest yaw, the
+/// input's own first: no turn called precise on no evidence.
+fn best_of(scores: &[f32]) -> usize {
     let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     scores
         .iter()

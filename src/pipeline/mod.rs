@@ -8,6 +8,7 @@
 
 pub mod filters;
 pub mod frame;
+pub mod gate;
 pub mod objects;
 pub mod params;
 
@@ -15,12 +16,13 @@ pub use objects::{frame_name, CategoryScore, ObjectPose, ObjectResult, PoseSourc
 pub use params::{NodeParams, ParamValue, PARAMS};
 
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
-use crate::deploy::yaw_search::{turn_about_up, yaw_by_shape};
+use crate::deploy::yaw_search::turn_about_up;
 use crate::deploy::{DeployedModel, Runtime};
 use crate::error::{Error, Result};
 use crate::matching::{MatchParams, Matcher};
 use crate::pose::PoseParams;
 use crate::scene::{self, Rejections, SceneParams, UpSearch};
+use gate::CategoryGate;
 use nalgebra::Vector3;
 use objects::Candidate;
 use params::{DeviceChoice, PrecisionChoice, UpSetting};
@@ -47,6 +49,9 @@ pub struct Settings {
     /// Yaws tried per object and model before its forward pass (the shape test of
     /// [`crate::deploy::YawSearch`]); 1 = none.
     pub yaw_hypotheses: usize,
+    /// A model runs on an object only when its shape agreement is within this of the best
+    /// model's ([`gate`]); 1 = every model on every object.
+    pub category_gate: f32,
     pub pose: PoseParams,
     /// Outputs: a `/tf` frame per detection, named with this prefix.
     pub publish_tf: bool,
@@ -73,6 +78,7 @@ impl Settings {
             score_threshold: p.score_threshold as f32,
             min_object_score: p.min_object_score as f32,
             yaw_hypotheses: p.yaw_hypotheses as usize,
+            category_gate: p.category_gate as f32,
             pose: PoseParams::default(),
             publish_tf: p.publish_tf,
             tf_prefix: p.tf_prefix.clone(),
@@ -358,34 +364,51 @@ impl Pipeline {
             .iter()
             .map(|&i| candidates[i].model_frame.clone())
             .collect();
+        // Which models run on which object: the category gate's shape test (and, with
+        // yaw hypotheses, each model's yaw for the object) before any forward pass.
+        let gate = CategoryGate::decide(&self.models, &clouds, s);
         // [model][object]; the chosen model's entry is moved into the object's result.
         let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
         // Farthest-point sampling of a dense object costs about half a forward pass, so
         // models that prepare alike share one preparation of the same clouds.
-        let mut shared: Vec<(PrepareConfig, Vec<Prepared>)> = Vec::new();
-        for model in &self.models {
+        let mut shared: Vec<(PrepareConfig, Vec<Option<Prepared>>)> = Vec::new();
+        for (m, model) in self.models.iter().enumerate() {
+            let runs: Vec<usize> = (0..clouds.len()).filter(|&o| gate.runs(m, o)).collect();
             let prepared = if s.yaw_hypotheses > 1 {
                 // Each model sees each object at the yaw its shape test prefers (turning
                 // keeps point order, so matches still index the object's points).
-                let turned: Vec<Cloud> = clouds
+                let turned: Vec<Cloud> = runs
                     .iter()
-                    .map(|c| turn_about_up(c, yaw_by_shape(model, c, s.yaw_hypotheses)))
+                    .map(|&o| turn_about_up(&clouds[o], gate.yaw(m, o)))
                     .collect();
                 model.prepare_batch(&turned)?
-            } else if let Some((_, p)) = shared.iter().find(|(c, _)| *c == model.prepare) {
-                p.clone()
             } else {
-                let p = model.prepare_batch(&clouds)?;
-                shared.push((model.prepare, p.clone()));
-                p
+                let k = match shared.iter().position(|(c, _)| *c == model.prepare) {
+                    Some(k) => k,
+                    None => {
+                        shared.push((model.prepare, vec![None; clouds.len()]));
+                        shared.len() - 1
+                    }
+                };
+                let cache = &mut shared[k].1;
+                let missing: Vec<usize> = runs
+                    .iter()
+                    .copied()
+                    .filter(|&o| cache[o].is_none())
+                    .collect();
+                let fresh: Vec<Cloud> = missing.iter().map(|&o| clouds[o].clone()).collect();
+                for (o, p) in missing.into_iter().zip(model.prepare_batch(&fresh)?) {
+                    cache[o] = Some(p);
+                }
+                runs.iter()
+                    .map(|&o| cache[o].clone().expect("prepared above"))
+                    .collect()
             };
-            embedded.push(
-                model
-                    .forward_prepared(prepared)?
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
-            );
+            let mut row: Vec<Option<_>> = vec![None; clouds.len()];
+            for (o, e) in runs.into_iter().zip(model.forward_prepared(prepared)?) {
+                row[o] = Some(e);
+            }
+            embedded.push(row);
         }
         let t3 = Instant::now();
         let matcher = Matcher::new(MatchParams {
@@ -399,19 +422,25 @@ impl Pipeline {
                 results.push(too_small(candidate));
                 continue;
             };
-            let readings: Vec<objects::Reading> = self
+            // (model index, its reading) for the models the gate let run on this object.
+            let readings: Vec<(usize, objects::Reading)> = self
                 .models
                 .iter()
                 .zip(&embedded)
-                .map(|(m, e)| {
-                    let e = e[slot].as_ref().expect("taken only below");
-                    objects::read(m, &matcher, &candidate, e, motion, s)
+                .enumerate()
+                .filter_map(|(m, (model, e))| {
+                    let e = e[slot].as_ref()?;
+                    Some((m, objects::read(model, &matcher, &candidate, e, motion, s)))
                 })
                 .collect();
-            let best = (0..readings.len())
-                .max_by(|&a, &b| readings[a].score.score.total_cmp(&readings[b].score.score))
-                .expect("at least one model");
-            let reading = &readings[best];
+            let pick = (0..readings.len())
+                .max_by(|&a, &b| {
+                    let score = |k: usize| readings[k].1.score.score;
+                    score(a).total_cmp(&score(b))
+                })
+                .expect("the gate runs at least one model");
+            let best = readings[pick].0;
+            let reading = &readings[pick].1;
             let score = reading.score.score;
             let recognised = score >= s.min_object_score && score > 0.0;
             let correspondences = if recognised {
@@ -430,12 +459,17 @@ impl Pipeline {
                         reading.score.category, s.min_object_score
                     )
                 }),
-                candidates: readings.iter().map(|r| r.score.clone()).collect(),
+                candidates: readings.iter().map(|(_, r)| r.score.clone()).collect(),
                 centroid: centroid(&candidate.cloud),
                 indices: candidate.indices.clone(),
                 pose,
                 correspondences,
-                matches: readings.into_iter().nth(best).expect("best exists").matches,
+                matches: readings
+                    .into_iter()
+                    .nth(pick)
+                    .expect("pick exists")
+                    .1
+                    .matches,
                 model_frame: candidate.model_frame,
                 embedded: embedded[best][slot].take(),
             });

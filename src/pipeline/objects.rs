@@ -80,7 +80,7 @@ pub struct ObjectResult {
     pub model: usize,
     /// The best model's match quality.
     pub score: f32,
-    /// Every model's verdict, in the pipeline's model order.
+    /// The verdict of every model the category gate let run, in the pipeline's model order.
     pub candidates: Vec<CategoryScore>,
     /// Why the object has no category (too few points, or the best score).
     pub unrecognised: Option<String>,

@@ -43,6 +43,7 @@ pub struct NodeParams {
     pub max_objects: i64,
     pub min_object_score: f64,
     pub yaw_hypotheses: i64,
+    pub category_gate: f64,
     pub publish_tf: bool,
     pub tf_prefix: String,
 }
@@ -85,6 +86,7 @@ impl Default for NodeParams {
             max_objects: scene.max_objects as i64,
             min_object_score: 0.15,
             yaw_hypotheses: 1,
+            category_gate: 0.05,
             publish_tf: true,
             tf_prefix: "semcorr/".into(),
         }
@@ -646,6 +648,19 @@ pub const PARAMS: &[ParamSpec] = &[
         },
     },
     ParamSpec {
+        name: "category_gate",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "a model runs on an object only when its shape agreement (no forward \
+                      pass) is within this of the best model's (README, \"Category \
+                      gate\"); 1 = every model on every object, in [0, 1]",
+        get: |p| ParamValue::Double(p.category_gate),
+        set: |p, v| {
+            p.category_gate = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
         name: "publish_tf",
         kind: ParamType::Bool,
         restart_only: false,
@@ -901,6 +916,12 @@ impl NodeParams {
                 format!("{} is not in [1, 72]", self.yaw_hypotheses),
             ));
         }
+        if !(0.0..=1.0).contains(&self.category_gate) {
+            return Err(refuse(
+                "category_gate",
+                format!("{} is not in [0, 1]", self.category_gate),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.min_object_score) {
             return Err(refuse(
                 "min_object_score",
@@ -1081,6 +1102,8 @@ mod tests {
             ("max_objects", ParamValue::Integer(0)),
             ("yaw_hypotheses", ParamValue::Integer(0)),
             ("yaw_hypotheses", ParamValue::Integer(73)),
+            ("category_gate", ParamValue::Double(-0.1)),
+            ("category_gate", ParamValue::Double(1.5)),
             ("min_object_score", ParamValue::Double(2.0)),
             ("device", s("gpu")),
             ("precision", s("int4")),
