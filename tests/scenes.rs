@@ -141,6 +141,16 @@ fn the_category_gate_skips_models_but_not_categories() {
         verdicts < 2 * objects,
         "{verdicts} verdicts on {objects} objects"
     );
+    // A degenerate object (every point the same) has no shape to compare: a result, not
+    // a panic, and the next cloud is still processed.
+    let whole = Settings {
+        scene: None,
+        up: semcorr::scene::UpSearch::Near(Vector3::new(0.0, -1.0, 0.0)),
+        ..strict.clone()
+    };
+    let dot = Cloud::new(vec![[0.1, 0.2, 0.7]; 64]);
+    let _ = p.process(&dot, &whole);
+    assert!(p.process(&samples[0].cloud, &strict).is_ok());
 }
 
 /// A point on or above a table seen by a camera tilted down 40 degrees (optical frame):

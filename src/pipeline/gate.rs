@@ -49,9 +49,21 @@ impl CategoryGate {
                 shapes
                     .iter()
                     .map(|per_model| {
-                        let top = per_model.iter().map(|x| x.1).fold(f32::MIN, f32::max);
-                        let (yaw, shape) = per_model[m];
-                        (yaw, !gated || shape >= top - s.category_gate)
+                        // A degenerate cloud (every point the same) may score NaN: it counts
+                        // as no agreement, and the first best model always runs.
+                        let shape = |k: usize| {
+                            let v: f32 = per_model[k].1;
+                            if v.is_nan() {
+                                0.0
+                            } else {
+                                v
+                            }
+                        };
+                        let best = (0..per_model.len())
+                            .max_by(|&a, &b| shape(a).total_cmp(&shape(b)).then(b.cmp(&a)))
+                            .unwrap_or(0);
+                        let runs = !gated || m == best || shape(m) >= shape(best) - s.category_gate;
+                        (per_model[m].0, runs)
                     })
                     .collect()
             })
