@@ -312,12 +312,17 @@ impl DeployedModel {
 
     /// Prepares clouds as this model's network expects them (in parallel), for
     /// [`Self::forward_prepared`]: models with the same [`PrepareConfig`] can share it.
-    pub fn prepare_batch(&self, clouds: &[Cloud]) -> Result<Vec<Prepared>> {
+    pub fn prepare_batch<C: std::borrow::Borrow<Cloud> + Sync>(
+        &self,
+        clouds: &[C],
+    ) -> Result<Vec<Prepared>> {
         use rayon::prelude::*;
         clouds
             .par_iter()
             .enumerate()
-            .map(|(i, c)| crate::cloud::prepare(c, &self.prepare, 0, &format!("object {i}")))
+            .map(|(i, c)| {
+                crate::cloud::prepare(c.borrow(), &self.prepare, 0, &format!("object {i}"))
+            })
             .collect()
     }
 

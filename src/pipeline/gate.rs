@@ -31,7 +31,8 @@ impl CategoryGate {
                 decisions: vec![vec![(0.0, true); clouds.len()]; models.len()],
             };
         }
-        // [object][model]: (yaw, shape agreement).
+        // [object][model]: (yaw, shape agreement). A degenerate cloud (every point the
+        // same) may score NaN: it counts as no agreement.
         let shapes: Vec<Vec<(f32, f32)>> = {
             use rayon::prelude::*;
             clouds
@@ -39,31 +40,32 @@ impl CategoryGate {
                 .map(|c| {
                     models
                         .iter()
-                        .map(|m| best_shape(m, c, s.yaw_hypotheses))
+                        .map(|m| {
+                            let (yaw, shape) = best_shape(m, c, s.yaw_hypotheses);
+                            (yaw, if shape.is_nan() { 0.0 } else { shape })
+                        })
                         .collect()
                 })
                 .collect()
         };
+        // The first best model always runs; others within the gate of it too.
+        let best: Vec<usize> = shapes
+            .iter()
+            .map(|per_model| {
+                (0..per_model.len())
+                    .max_by(|&a, &b| per_model[a].1.total_cmp(&per_model[b].1).then(b.cmp(&a)))
+                    .unwrap_or(0)
+            })
+            .collect();
         let decisions = (0..models.len())
             .map(|m| {
                 shapes
                     .iter()
-                    .map(|per_model| {
-                        // A degenerate cloud (every point the same) may score NaN: it counts
-                        // as no agreement, and the first best model always runs.
-                        let shape = |k: usize| {
-                            let v: f32 = per_model[k].1;
-                            if v.is_nan() {
-                                0.0
-                            } else {
-                                v
-                            }
-                        };
-                        let best = (0..per_model.len())
-                            .max_by(|&a, &b| shape(a).total_cmp(&shape(b)).then(b.cmp(&a)))
-                            .unwrap_or(0);
-                        let runs = !gated || m == best || shape(m) >= shape(best) - s.category_gate;
-                        (per_model[m].0, runs)
+                    .zip(&best)
+                    .map(|(per_model, &top)| {
+                        let (yaw, shape) = per_model[m];
+                        let within = shape >= per_model[top].1 - s.category_gate;
+                        (yaw, !gated || m == top || within)
                     })
                     .collect()
             })

@@ -396,7 +396,7 @@ impl Pipeline {
                     .copied()
                     .filter(|&o| cache[o].is_none())
                     .collect();
-                let fresh: Vec<Cloud> = missing.iter().map(|&o| clouds[o].clone()).collect();
+                let fresh: Vec<&Cloud> = missing.iter().map(|&o| &clouds[o]).collect();
                 for (o, p) in missing.into_iter().zip(model.prepare_batch(&fresh)?) {
                     cache[o] = Some(p);
                 }
