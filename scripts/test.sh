@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, lints (without ROS, with ROS, with CUDA, with ROS and
-# CUDA), and all tests, including the real-ROS tests of semcorr_node against an rclpy peer.
-# The CUDA lints only compile the device path (no GPU is needed): they keep it from rotting.
+# Runs every check CI runs: formatting, lints (without ROS, with ROS; with CUDA on demand),
+# and all tests, including the real-ROS tests of semcorr_node against an rclpy peer.
 # Usage: scripts/test.sh            (from anywhere; installs what it needs, idempotently)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,16 +16,15 @@ echo "== cargo clippy (no ROS: the library and CLI alone)"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo clippy --features ros"
 cargo clippy --all-targets --features ros --locked -- -D warnings
-# The device path: Debian's CUDA 11.8 toolkit (installed once), kernels built for Jetson
-# Orin (87) so nvcc never asks nvidia-smi. SEMCORR_SKIP_CUDA=1 skips it on a machine that
-# cannot install the toolkit (not in CI).
-if [ "${SEMCORR_SKIP_CUDA:-0}" != 1 ]; then
+# The device path, on demand: SEMCORR_CUDA_CHECK=1 installs Debian's CUDA 11.8 toolkit once
+# and compile-checks `--features cuda` with kernels built for Jetson Orin (87), so nvcc never
+# asks nvidia-smi. Off by default: no code of ours is gated on the feature (it only switches
+# candle's backend), and building candle's kernels plus the 1.7 GB toolkit was about 20 of
+# CI's 57 minutes, against a 30-minute budget.
+if [ "${SEMCORR_CUDA_CHECK:-0}" = 1 ]; then
   scripts/cuda_toolkit.sh
-  cap="${CUDA_COMPUTE_CAP:-87}"
   echo "== cargo clippy --features cuda (compile check of the GPU path)"
-  CUDA_COMPUTE_CAP="$cap" cargo clippy --all-targets --features cuda --locked -- -D warnings
-  echo "== cargo clippy --features ros,cuda"
-  CUDA_COMPUTE_CAP="$cap" cargo clippy --all-targets --features ros,cuda --locked -- -D warnings
+  CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-87}" cargo clippy --all-targets --features cuda --locked -- -D warnings
 fi
 echo "== cargo test --features ros"
 cargo test --all-targets --features ros --locked
