@@ -8,9 +8,29 @@
 //! Two cells are joined (union-find) when some pair of their points is within
 //! `tolerance`; only cells at most two apart along each axis can hold such a pair, and
 //! the search stops at the first pair found. The result is exactly the Euclidean clusters.
+//! Neighbour cells are found by (x, y) column in the key-sorted cells, a lookup per column
+//! instead of per cell (13 lookups per cell instead of 124).
 
 use crate::cloud::{dist2, Cloud};
 use rustc_hash::FxHashMap;
+
+/// The (dx, dy) column offsets of half the neighbourhood: (0, 0) (whose cells above in z
+/// are scanned) and every offset after it in (dx, dy) order, out to 2.
+const HALF_COLUMNS: [(i64, i64); 13] = [
+    (0, 0),
+    (0, 1),
+    (0, 2),
+    (1, -2),
+    (1, -1),
+    (1, 0),
+    (1, 1),
+    (1, 2),
+    (2, -2),
+    (2, -1),
+    (2, 0),
+    (2, 1),
+    (2, 2),
+];
 
 /// Union-find over cell indices, with path halving.
 struct Components(Vec<u32>);
@@ -42,7 +62,9 @@ pub fn euclidean_clusters(cloud: &Cloud, tolerance: f32, min_points: usize) -> V
     }
     let edge = tolerance / 3f32.sqrt();
     let key = |p: &[f32; 3]| p.map(|c| (c / edge).floor() as i64);
-    // Cells in order of first occupancy, each with its points.
+    // Cells with their points, then sorted by key (x, y, z): the cells of one (x, y)
+    // column are a run, so a neighbour column is one lookup and a short scan in z, not
+    // one hash lookup per neighbour cell (most of the time on a wall's 100k points).
     let mut index: FxHashMap<[i64; 3], u32> = FxHashMap::default();
     let mut cells: Vec<([i64; 3], Vec<u32>)> = Vec::new();
     let mut cell_of = Vec::with_capacity(cloud.len());
@@ -55,6 +77,25 @@ pub fn euclidean_clusters(cloud: &Cloud, tolerance: f32, min_points: usize) -> V
         cells[c as usize].1.push(i as u32);
         cell_of.push(c);
     }
+    drop(index);
+    let mut by_key: Vec<u32> = (0..cells.len() as u32).collect();
+    by_key.sort_unstable_by_key(|&c| cells[c as usize].0);
+    let mut rank = vec![0u32; cells.len()];
+    for (r, &c) in by_key.iter().enumerate() {
+        rank[c as usize] = r as u32;
+    }
+    let mut sorted: Vec<([i64; 3], Vec<u32>)> = vec![([0; 3], Vec::new()); cells.len()];
+    for (c, cell) in cells.into_iter().enumerate() {
+        sorted[rank[c] as usize] = cell;
+    }
+    let cells = sorted;
+    let mut columns: FxHashMap<[i64; 2], (u32, u32)> = FxHashMap::default();
+    for (c, (k, _)) in cells.iter().enumerate() {
+        columns
+            .entry([k[0], k[1]])
+            .and_modify(|r| r.1 = c as u32 + 1)
+            .or_insert((c as u32, c as u32 + 1));
+    }
     let t2 = tolerance * tolerance;
     let near = |a: &[u32], b: &[u32]| {
         a.iter().any(|&i| {
@@ -62,31 +103,50 @@ pub fn euclidean_clusters(cloud: &Cloud, tolerance: f32, min_points: usize) -> V
             b.iter().any(|&j| dist2(p, &cloud.points[j as usize]) <= t2)
         })
     };
+    // Only cells at most two apart along each axis can hold a close pair, and not those
+    // two apart along all three (their points are more than e sqrt(3) = tolerance apart).
+    // Each pair of cells is looked at once, from the one with the smaller key.
     let mut comp = Components((0..cells.len() as u32).collect());
     for (c, (k, points)) in cells.iter().enumerate() {
-        for dx in -2..=2i64 {
-            for dy in -2..=2i64 {
-                for dz in -2..=2i64 {
-                    let Some(&other) = index.get(&[k[0] + dx, k[1] + dy, k[2] + dz]) else {
-                        continue;
-                    };
-                    // Each pair of cells once; skip pairs already joined.
-                    if other as usize <= c || comp.find(other) == comp.find(c as u32) {
-                        continue;
-                    }
-                    if near(points, &cells[other as usize].1) {
-                        comp.union(c as u32, other);
-                    }
+        for (dx, dy) in HALF_COLUMNS {
+            let (lo, hi) = if (dx, dy) == (0, 0) {
+                (c + 1, columns[&[k[0], k[1]]].1 as usize)
+            } else {
+                match columns.get(&[k[0] + dx, k[1] + dy]) {
+                    Some(&(lo, hi)) => (lo as usize, hi as usize),
+                    None => continue,
+                }
+            };
+            let column = &cells[lo..hi];
+            let from = column.partition_point(|(o, _)| o[2] < k[2] - 2);
+            for (j, (o, other)) in column.iter().enumerate().skip(from) {
+                let dz = o[2] - k[2];
+                if dz > 2 {
+                    break;
+                }
+                if dz.abs() == 2 && dx.abs() == 2 && dy.abs() == 2 {
+                    continue;
+                }
+                let j = (lo + j) as u32;
+                if comp.find(j) != comp.find(c as u32) && near(points, other) {
+                    comp.union(c as u32, j);
                 }
             }
         }
     }
-    let mut members: FxHashMap<u32, Vec<usize>> = FxHashMap::default();
+    // Points by component root, in point order.
+    let mut slot: Vec<u32> = vec![u32::MAX; cells.len()];
+    let mut members: Vec<Vec<usize>> = Vec::new();
     for (i, &c) in cell_of.iter().enumerate() {
-        members.entry(comp.find(c)).or_default().push(i);
+        let root = comp.find(rank[c as usize]) as usize;
+        if slot[root] == u32::MAX {
+            slot[root] = members.len() as u32;
+            members.push(Vec::new());
+        }
+        members[slot[root] as usize].push(i);
     }
     let mut kept: Vec<Vec<usize>> = members
-        .into_values()
+        .into_iter()
         .filter(|m| m.len() >= min_points)
         .collect();
     kept.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
