@@ -40,7 +40,6 @@ pub struct NodeParams {
     pub max_cluster_points: i64,
     pub max_object_extent: f64,
     pub max_height_above_plane: f64,
-    pub support_margin: f64,
     pub max_objects: i64,
     pub min_object_score: f64,
     pub yaw_hypotheses: i64,
@@ -84,7 +83,6 @@ impl Default for NodeParams {
             max_cluster_points: scene.max_cluster_points as i64,
             max_object_extent: decimal(scene.max_object_extent),
             max_height_above_plane: decimal(scene.max_height),
-            support_margin: decimal(scene.support_margin),
             max_objects: scene.max_objects as i64,
             min_object_score: 0.15,
             yaw_hypotheses: 1,
@@ -615,20 +613,6 @@ pub const PARAMS: &[ParamSpec] = &[
         },
     },
     ParamSpec {
-        name: "support_margin",
-        kind: ParamType::Double,
-        restart_only: false,
-        description: "points above the plane count only within this of the support's convex \
-                      outline (PCL's polygonal prism: not the room beside the table; input \
-                      units, e.g. 0.02); negative = everything above the \
-                      plane (off by default: README, \"Scenes\")",
-        get: |p| ParamValue::Double(p.support_margin),
-        set: |p, v| {
-            p.support_margin = double(v);
-            Ok(())
-        },
-    },
-    ParamSpec {
         name: "max_objects",
         kind: ParamType::Integer,
         restart_only: false,
@@ -925,12 +909,6 @@ impl NodeParams {
         }
         positive("max_object_extent", self.max_object_extent)?;
         positive("max_height_above_plane", self.max_height_above_plane)?;
-        if !self.support_margin.is_finite() {
-            return Err(refuse(
-                "support_margin",
-                format!("{} is not a distance (negative = off)", self.support_margin),
-            ));
-        }
         at_least("max_objects", self.max_objects as f64, 1.0, "at least 1")?;
         if !(1..=72).contains(&self.yaw_hypotheses) {
             return Err(refuse(
@@ -983,7 +961,6 @@ impl NodeParams {
             max_cluster_points: self.max_cluster_points as usize,
             max_object_extent: self.max_object_extent as f32,
             max_height: self.max_height_above_plane as f32,
-            support_margin: self.support_margin as f32,
             max_objects: self.max_objects as usize,
         }
     }
@@ -1137,7 +1114,6 @@ mod tests {
             ("max_keypoints", ParamValue::Integer(-1)),
             ("crop_box", ParamValue::DoubleArray(vec![0.0, 1.0])),
             ("voxel_size", ParamValue::Double(f64::NAN)),
-            ("support_margin", ParamValue::Double(f64::INFINITY)),
             ("face_sensor", ParamValue::Integer(1)),
         ];
         for (name, v) in cases {

@@ -7,11 +7,9 @@
 
 pub mod clusters;
 pub mod plane;
-pub mod support;
 
 pub use clusters::euclidean_clusters;
 pub use plane::{fit_plane, Plane, PlaneParams};
-pub use support::SupportHull;
 
 use crate::cloud::{bounds, dist2, Cloud};
 use nalgebra::Vector3;
@@ -31,11 +29,6 @@ pub struct SceneParams {
     pub max_object_extent: f32,
     /// Points higher than this above the plane are ignored (the room above the table).
     pub max_height: f32,
-    /// Points above the plane count only when they lie over the support, within this of
-    /// its convex outline ([`support`]); negative (the default) = everything above the
-    /// plane counts. Off by default: it costs 5-10 ms a scene and changed nothing on the
-    /// sample scenes or the real Kinect scan (nothing of object size beside their tables).
-    pub support_margin: f32,
     /// At most this many objects, nearest the sensor first.
     pub max_objects: usize,
 }
@@ -49,7 +42,6 @@ impl Default for SceneParams {
             max_cluster_points: 100_000,
             max_object_extent: 0.6,
             max_height: 0.6,
-            support_margin: -1.0,
             max_objects: 4,
         }
     }
@@ -84,11 +76,8 @@ pub struct Scene {
     /// Objects, nearest the sensor first.
     pub objects: Vec<SceneObject>,
     pub rejected: Rejections,
-    /// Points left after removing the plane and what lies below, far above or beside it.
+    /// Points left after removing the plane and what lies below or far above it.
     pub above_plane: usize,
-    /// Points above the plane dropped because no support lies below them (the wall, the
-    /// room beside the table).
-    pub beside_support: usize,
 }
 
 /// How the support plane is looked for.
@@ -132,25 +121,13 @@ pub fn segment(cloud: &Cloud, params: &SceneParams, search: UpSearch) -> Scene {
         UpSearch::Near(axis) => (params.plane, axis),
     };
     let plane = fit_plane(cloud, &plane_params, Some(hint));
-    let mut beside_support = 0;
     let candidates: Vec<usize> = match &plane {
         Some(p) => {
             let low = 1.5 * params.plane.distance_threshold;
-            let hull = (params.support_margin >= 0.0)
-                .then(|| SupportHull::of_plane(cloud, p))
-                .flatten();
             (0..cloud.len())
                 .filter(|&i| {
-                    let q = &cloud.points[i];
-                    let h = p.signed_distance(q);
-                    if h <= low || h > params.max_height {
-                        return false;
-                    }
-                    let over = hull
-                        .as_ref()
-                        .is_none_or(|hull| hull.covers(q, params.support_margin));
-                    beside_support += usize::from(!over);
-                    over
+                    let h = p.signed_distance(&cloud.points[i]);
+                    h > low && h <= params.max_height
                 })
                 .collect()
         }
@@ -196,7 +173,6 @@ pub fn segment(cloud: &Cloud, params: &SceneParams, search: UpSearch) -> Scene {
         objects,
         rejected,
         above_plane: candidates.len(),
-        beside_support,
     }
 }
 
@@ -266,38 +242,6 @@ mod tests {
             s.objects.iter().all(|o| o.centroid[0] < 1.3),
             "the wall is no object"
         );
-    }
-
-    #[test]
-    fn only_what_stands_over_the_table_is_an_object() {
-        // A box on a shelf beside the table, as high as the ones on it.
-        let mut cloud = scene(&[[1.0, 0.2, 0.0]], 5);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        for _ in 0..1500 {
-            cloud.points.push([
-                0.9 + rng.random_range(-0.04..0.04f32),
-                0.75 + rng.random_range(-0.04..0.04f32),
-                -0.75 + rng.random_range(0.0..0.1f32),
-            ]);
-        }
-        let near_z = UpSearch::Near(Vector3::z());
-        let prism = SceneParams {
-            support_margin: 0.02,
-            ..Default::default()
-        };
-        let over = segment(&cloud, &prism, near_z);
-        assert_eq!(over.objects.len(), 1, "{:?}", over.rejected);
-        assert!((over.objects[0].centroid[1] - 0.2).abs() < 0.02);
-        // The shelf's box and the wall's points below max_height, not clustered.
-        assert!(
-            over.beside_support >= 1500 + 2000,
-            "{}",
-            over.beside_support
-        );
-        let all = segment(&cloud, &SceneParams::default(), near_z);
-        assert_eq!(all.objects.len(), 2, "{:?}", all.rejected);
-        assert_eq!(all.beside_support, 0);
-        assert_eq!(all.above_plane, over.above_plane + over.beside_support);
     }
 
     #[test]
