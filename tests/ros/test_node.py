@@ -36,6 +36,8 @@ NODE_BIN = os.environ.get("SEMCORR_NODE_BIN", os.path.join(REPO, "target/debug/s
 CLI_BIN = os.environ.get("SEMCORR_BIN", os.path.join(REPO, "target/debug/semcorr"))
 MODELS = os.path.join(REPO, "models")
 MODEL = os.path.join(MODELS, "mug_partial.gguf")
+# Its network samples this many points per cloud (`prepare.num_points`, models/README.md).
+MODEL_SAMPLE_POINTS = 1024
 PARAMS = os.path.join(REPO, "config/semcorr.yaml")
 # The sample clouds are single objects in a REP-103 frame: no table, +z up. The scene
 # test switches the scene stage on at run time.
@@ -406,7 +408,7 @@ class NodeTest(unittest.TestCase):
         )
         self.assertIsNotNone(cloud, "no embedding cloud")
         self.assertEqual([f.name for f in cloud.fields], ["x", "y", "z", "rgb"])
-        self.assertEqual(cloud.width, 2048)
+        self.assertEqual(cloud.width, MODEL_SAMPLE_POINTS)
         self.assertEqual(cloud.header.frame_id, "test_camera")
         off = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False)
         self.set_parameter("publish_embedding_cloud", off)
