@@ -117,6 +117,11 @@ enum Command {
         /// partial views.
         #[arg(long)]
         positions: Option<PathBuf>,
+        /// The category's real sizes, bounding-box diagonal in metres as MIN:MAX (e.g.
+        /// 0.08:0.30 for mugs): objects fitted outside it are not published as this
+        /// category.
+        #[arg(long, value_parser = semcorr::deploy::parse_size_range)]
+        size_range: Option<[f32; 2]>,
     },
     /// Few-shot: rebuild a model's templates from your own annotated clouds (KeypointNet
     /// format) without retraining, writing a new model file.
@@ -381,6 +386,7 @@ fn main() -> Result<()> {
             data,
             split,
             positions,
+            size_range,
         } => {
             let mut model = semcorr::deploy::DeployedModel::from_checkpoint(
                 &checkpoint,
@@ -391,6 +397,7 @@ fn main() -> Result<()> {
             if let Some(positions) = positions {
                 model.reposition(&positions, None)?;
             }
+            model.templates.size_range_m = size_range;
             model.save(&out)?;
             println!(
                 "wrote {} ({precision}, {} templates, {} weight bytes)",

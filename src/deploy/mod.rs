@@ -103,6 +103,22 @@ pub enum Runtime {
     Quantized,
 }
 
+/// A category's real size range from `MIN:MAX` (bounding-box diagonal, metres), as
+/// `semcorr export --size-range` takes it: both positive and finite, `MIN < MAX`.
+pub fn parse_size_range(text: &str) -> std::result::Result<[f32; 2], String> {
+    let bad = || format!("'{text}': expected MIN:MAX in metres with 0 < MIN < MAX, e.g. 0.08:0.30");
+    let (lo, hi) = text.split_once(':').ok_or_else(bad)?;
+    let (lo, hi): (f32, f32) = (
+        lo.trim().parse().map_err(|_| bad())?,
+        hi.trim().parse().map_err(|_| bad())?,
+    );
+    if lo > 0.0 && lo < hi && hi.is_finite() {
+        Ok([lo, hi])
+    } else {
+        Err(bad())
+    }
+}
+
 /// The category a model was trained for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryInfo {
@@ -377,7 +393,9 @@ impl DeployedModel {
         let dataset = Dataset::open(data)?;
         let cat = self.category_in(&dataset, category)?;
         let source = format!("{} {} split", data.display(), split.name());
+        let size_range = self.templates.size_range_m;
         self.templates = self.build_templates(&dataset, cat, split, &source)?;
+        self.templates.size_range_m = size_range;
         Ok(())
     }
 
@@ -430,5 +448,22 @@ impl Embedder for DeployedModel {
 
     fn embed(&self, cloud: &Cloud) -> Result<Embeddings> {
         self.embedder().embed(cloud)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size_range;
+
+    #[test]
+    fn size_ranges_parse_or_say_what_is_expected() {
+        assert_eq!(parse_size_range("0.08:0.30"), Ok([0.08, 0.30]));
+        assert_eq!(parse_size_range(" 0.1 : 0.5 "), Ok([0.1, 0.5]));
+        for bad in [
+            "0.3", "0.3:0.1", "0:0.2", "-1:2", "a:b", "0.1:inf", "0.1:NaN",
+        ] {
+            let e = parse_size_range(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("MIN:MAX"), "{bad}: {e}");
+        }
     }
 }

@@ -255,6 +255,7 @@ mod tests {
                 count: 5,
             }],
             typical_size: None,
+            size_range_m: None,
         };
         let m = Matcher::default().match_prepared(&set, &cloud, &prep, &emb);
         assert_eq!((m[0].index, m[1].index), (97, 3));

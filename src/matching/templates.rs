@@ -56,6 +56,12 @@ pub struct TemplateSet {
     /// templates were built from, in their units. `None` in older model files.
     #[serde(default)]
     pub typical_size: Option<f32>,
+    /// The sizes a real object of the category has: bounding-box diagonal, metres, as
+    /// `[min, max]` (`semcorr export --size-range`). An object whose fitted pose is
+    /// outside it is not of this category, however well its points match (a 40 cm box is
+    /// no mug). `None` (older files, or not given): no size check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_range_m: Option<[f32; 2]>,
 }
 
 /// One model's annotated keypoints: (semantic id, embedding, normalised xyz).
@@ -128,6 +134,7 @@ impl TemplateSet {
             templates,
             pairs: pair_stats(&observed),
             typical_size: Some((diagonals / models.len().max(1) as f64) as f32),
+            size_range_m: None,
         })
     }
 

@@ -131,6 +131,8 @@ pub(super) struct Reading {
     pub supported: Vec<usize>,
     pub pose: Option<Pose>,
     pub score: CategoryScore,
+    /// Why the model's category is ruled out whatever the score (its size range).
+    pub refused: Option<String>,
 }
 
 /// Matches `model`'s templates on a candidate and fits the pose.
@@ -171,6 +173,7 @@ pub(super) fn read(
         .templates
         .iter()
         .all(|t| t.position.is_some());
+    let mut refused = None;
     let (supported, pose) = if has_positions {
         let pairs: Vec<([f32; 3], [f32; 3])> = positioned
             .iter()
@@ -182,11 +185,18 @@ pub(super) fn read(
         let (lo, hi) = candidate.cloud.bounds();
         let extent = crate::cloud::dist2(&lo, &hi).sqrt();
         match fit_pose(&pairs, motion, &s.pose) {
-            Some(pose) if extent <= MAX_EXTENT_OVER_SIZE * pose.scale => (
+            Some(pose) if extent > MAX_EXTENT_OVER_SIZE * pose.scale => (Vec::new(), None),
+            // A size the category never has: the closed-set model matched an object it
+            // does not know (the scale maps the canonical diagonal of 1 to the object's).
+            Some(pose) if outside_size_range(model, pose.scale).is_some() => {
+                refused = outside_size_range(model, pose.scale);
+                (Vec::new(), None)
+            }
+            Some(pose) => (
                 pose.inliers.iter().map(|&k| positioned[k].0).collect(),
                 Some(pose),
             ),
-            _ => (Vec::new(), None),
+            None => (Vec::new(), None),
         }
     } else {
         (accepted.clone(), None)
@@ -209,7 +219,20 @@ pub(super) fn read(
         matches,
         supported,
         pose,
+        refused,
     }
+}
+
+/// Why a fitted size of `scale` (input units, metres) rules `model`'s category out, if it
+/// does.
+fn outside_size_range(model: &DeployedModel, scale: f32) -> Option<String> {
+    let [lo, hi] = model.templates.size_range_m?;
+    (!(lo..=hi).contains(&scale)).then(|| {
+        let name = &model.category.name;
+        format!(
+            "fitted as a {name} it is {scale:.2} m across, outside the {name}'s {lo:.2}-{hi:.2} m"
+        )
+    })
 }
 
 /// The object's pose from the keypoint fit, or the cluster's box when there is none.
