@@ -1,6 +1,6 @@
 //! `semcorr`: the companion CLI. A thin layer over the library: parse arguments, call, print.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use semcorr::cloud::pcd::PcdEncoding;
 use semcorr::cloud::RotationMode;
@@ -489,6 +489,9 @@ fn main() -> Result<()> {
                 rate,
                 scene,
             } => {
+                if let Some(hz) = rate.filter(|hz| !(hz.is_finite() && *hz > 0.0)) {
+                    bail!("--rate {hz}: a rate in Hz must be positive (leave it out to feed clouds back to back)");
+                }
                 let params = bench_params(params.as_deref())?;
                 let bench = &semcorr::tools::bench_node::scene_bench;
                 let table = match scene {

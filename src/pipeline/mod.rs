@@ -348,7 +348,17 @@ impl Pipeline {
             )));
         }
         let t1 = Instant::now();
-        let (clusters, report) = self.find_objects(&filtered, s);
+        // A depth image's points are clustered on the image (the voxel grid's centroids
+        // are no longer pixels).
+        let grid = match input.organised {
+            Some(o) if s.voxel_size <= 0.0 => Some(scene::PixelGrid {
+                width: o.width,
+                height: o.height,
+                pixel: &input_index,
+            }),
+            _ => None,
+        };
+        let (clusters, report) = self.find_objects(&filtered, grid, s);
         let up = Vector3::from(report.up);
         let up_known = report.up_source != UpSource::Fallback;
         let candidates: Vec<Candidate> = clusters
@@ -496,7 +506,12 @@ impl Pipeline {
     }
 
     /// The scene stage: object candidates (indices into `filtered`) and what was found.
-    fn find_objects(&self, filtered: &Cloud, s: &Settings) -> (Vec<Vec<usize>>, SceneReport) {
+    fn find_objects(
+        &self,
+        filtered: &Cloud,
+        grid: Option<scene::PixelGrid<'_>>,
+        s: &Settings,
+    ) -> (Vec<Vec<usize>>, SceneReport) {
         let Some(params) = &s.scene else {
             let UpSearch::Near(axis) = s.up else {
                 unreachable!("validation refuses up_axis auto without segment_scene")
@@ -511,7 +526,7 @@ impl Pipeline {
             };
             return (vec![(0..filtered.len()).collect()], report);
         };
-        let found = scene::segment(filtered, params, s.up);
+        let found = scene::segment(filtered, params, s.up, grid);
         let up_source = match (&found.plane, s.up) {
             (Some(_), _) => UpSource::Plane,
             (None, UpSearch::Auto { .. }) => UpSource::Fallback,

@@ -8,7 +8,7 @@
 pub mod clusters;
 pub mod plane;
 
-pub use clusters::euclidean_clusters;
+pub use clusters::{euclidean_clusters, organised_clusters, PixelGrid};
 pub use plane::{fit_plane, Plane, PlaneParams};
 
 use crate::cloud::{bounds, dist2, Cloud};
@@ -107,8 +107,15 @@ impl UpSearch {
     }
 }
 
-/// Segments `cloud` (finite points, sensor at the origin).
-pub fn segment(cloud: &Cloud, params: &SceneParams, search: UpSearch) -> Scene {
+/// Segments `cloud` (finite points, sensor at the origin). With `grid` (where each point
+/// lies on the depth image it came from) clusters are found on the image
+/// ([`organised_clusters`]), else in space ([`euclidean_clusters`]).
+pub fn segment(
+    cloud: &Cloud,
+    params: &SceneParams,
+    search: UpSearch,
+    grid: Option<PixelGrid<'_>>,
+) -> Scene {
     let (plane_params, hint) = match search {
         UpSearch::Auto { fallback } => (
             PlaneParams {
@@ -134,9 +141,18 @@ pub fn segment(cloud: &Cloud, params: &SceneParams, search: UpSearch) -> Scene {
         None => (0..cloud.len()).collect(),
     };
     let above = cloud.select(&candidates);
+    let (tolerance, min_points) = (params.cluster_tolerance, params.min_cluster_points);
+    let clusters = match grid {
+        Some(g) => {
+            let pixel: Vec<usize> = candidates.iter().map(|&i| g.pixel[i]).collect();
+            let grid = PixelGrid { pixel: &pixel, ..g };
+            organised_clusters(&above, grid, tolerance, min_points)
+        }
+        None => euclidean_clusters(&above, tolerance, min_points),
+    };
     let mut rejected = Rejections::default();
     let mut objects: Vec<SceneObject> = Vec::new();
-    for cluster in euclidean_clusters(&above, params.cluster_tolerance, params.min_cluster_points) {
+    for cluster in clusters {
         if cluster.len() > params.max_cluster_points {
             rejected.too_many_points += 1;
             continue;
@@ -218,6 +234,7 @@ mod tests {
             &cloud,
             &SceneParams::default(),
             UpSearch::Near(Vector3::z()),
+            None,
         );
         let plane = s.plane.as_ref().unwrap();
         assert!(plane.normal.dot(&Vector3::z()) > 0.999);
@@ -262,7 +279,7 @@ mod tests {
         let auto = UpSearch::Auto {
             fallback: Vector3::z(),
         };
-        let s = segment(&cloud, &SceneParams::default(), auto);
+        let s = segment(&cloud, &SceneParams::default(), auto, None);
         let plane = s.plane.expect("the table");
         assert!(plane.normal.dot(&Vector3::z()) > 0.999, "{}", plane.normal);
         assert_eq!(s.objects.len(), 1);
@@ -276,7 +293,7 @@ mod tests {
             max_objects: 2,
             ..Default::default()
         };
-        let s = segment(&cloud, &params, UpSearch::Near(Vector3::z()));
+        let s = segment(&cloud, &params, UpSearch::Near(Vector3::z()), None);
         assert_eq!(s.objects.len(), 2);
         assert_eq!(s.rejected.over_max_objects, 4);
         assert!(s.objects[0].centroid[0] < 0.55 && s.objects[1].centroid[0] < 0.7);
@@ -308,11 +325,11 @@ mod tests {
             cluster_tolerance: 0.05,
             ..Default::default()
         };
-        let s = segment(&Cloud::new(blob), &params, auto);
+        let s = segment(&Cloud::new(blob), &params, auto, None);
         assert!(s.plane.is_none());
         assert_eq!(s.up, -Vector3::y());
         assert_eq!(s.objects.len(), 1);
-        let empty = segment(&Cloud::default(), &SceneParams::default(), auto);
+        let empty = segment(&Cloud::default(), &SceneParams::default(), auto, None);
         assert!(empty.plane.is_none() && empty.objects.is_empty());
     }
 
@@ -327,17 +344,19 @@ mod tests {
             return;
         }
         let scan = Cloud::read(&path).unwrap();
-        let (finite, _) = scan.finite_points();
+        let (finite, pixel) = scan.finite_points();
         let near: Vec<usize> = (0..finite.len())
             .filter(|&i| dist2(&finite.points[i], &[0.0; 3]) < 1.6 * 1.6)
             .collect();
+        let pixel: Vec<usize> = near.iter().map(|&i| pixel[i]).collect();
         let near = finite.select(&near);
+        let shape = scan.organised.expect("an organised scan");
         let started = std::time::Instant::now();
         // Tilted camera: the table is the largest plane, whatever its orientation.
         let auto = UpSearch::Auto {
             fallback: -Vector3::y(),
         };
-        let s = segment(&near, &SceneParams::default(), auto);
+        let s = segment(&near, &SceneParams::default(), auto, None);
         let took = started.elapsed();
         let plane = s.plane.as_ref().expect("the table");
         let facts = Vector3::new(-0.07f32, 0.69, 0.72).normalize();
@@ -357,5 +376,26 @@ mod tests {
         assert!(angle < 5.0, "{angle}");
         assert!((170_000..=220_000).contains(&plane.inliers.len()));
         assert!(s.objects.len() >= 3, "{sizes:?} {:?}", s.rejected);
+        // On the image: the same objects, give or take a few points a one-pixel window
+        // does not reach.
+        let grid = PixelGrid {
+            width: shape.width,
+            height: shape.height,
+            pixel: &pixel,
+        };
+        let started = std::time::Instant::now();
+        let on_image = segment(&near, &SceneParams::default(), auto, Some(grid));
+        let took = started.elapsed();
+        let image_sizes: Vec<usize> = on_image.objects.iter().map(|o| o.indices.len()).collect();
+        eprintln!(
+            "on the image: objects {image_sizes:?}, rejected {:?}; {:.0} ms",
+            on_image.rejected,
+            took.as_secs_f64() * 1e3
+        );
+        assert_eq!(image_sizes.len(), sizes.len());
+        for (a, b) in on_image.objects.iter().zip(&s.objects) {
+            assert!(dist2(&a.centroid, &b.centroid) < 0.01 * 0.01);
+            assert!(a.indices.len().abs_diff(b.indices.len()) * 50 <= b.indices.len());
+        }
     }
 }

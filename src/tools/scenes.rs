@@ -366,7 +366,7 @@ pub fn write_scenes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{segment, SceneParams, UpSearch};
+    use crate::scene::{segment, PixelGrid, SceneParams, UpSearch};
 
     #[test]
     fn scenes_look_like_a_depth_camera_and_the_scene_stage_finds_the_objects() {
@@ -393,16 +393,22 @@ mod tests {
         for s in &scenes {
             assert_eq!(s.cloud.len(), WIDTH * HEIGHT);
             assert!(s.cloud.check_organised("scene").is_ok());
-            let (finite, _) = s.cloud.finite_points();
+            let (finite, pixel) = s.cloud.finite_points();
             assert!(finite.len() < s.cloud.len(), "NaN where nothing is hit");
             assert!(finite.len() > s.cloud.len() / 4);
             assert!(!s.objects.is_empty());
+            let grid = PixelGrid {
+                width: WIDTH,
+                height: HEIGHT,
+                pixel: &pixel,
+            };
             let seg = segment(
                 &finite,
                 &SceneParams::default(),
                 UpSearch::Auto {
                     fallback: -Vector3::y(),
                 },
+                Some(grid),
             );
             let plane = seg.plane.as_ref().expect("the table");
             // The table's normal in the optical frame: up, tilted toward the camera.
