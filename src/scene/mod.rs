@@ -146,7 +146,13 @@ pub fn segment(
         Some(g) => {
             let pixel: Vec<usize> = candidates.iter().map(|&i| g.pixel[i]).collect();
             let grid = PixelGrid { pixel: &pixel, ..g };
-            organised_clusters(&above, grid, tolerance, min_points)
+            organised_clusters(
+                &above,
+                grid,
+                tolerance,
+                min_points,
+                params.max_object_extent,
+            )
         }
         None => euclidean_clusters(&above, tolerance, min_points),
     };

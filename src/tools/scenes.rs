@@ -402,14 +402,13 @@ mod tests {
                 height: HEIGHT,
                 pixel: &pixel,
             };
-            let seg = segment(
-                &finite,
-                &SceneParams::default(),
-                UpSearch::Auto {
-                    fallback: -Vector3::y(),
-                },
-                Some(grid),
-            );
+            let auto = UpSearch::Auto {
+                fallback: -Vector3::y(),
+            };
+            let seg = segment(&finite, &SceneParams::default(), auto, Some(grid));
+            // Clustered on the image or in space: the same objects.
+            let in_space = segment(&finite, &SceneParams::default(), auto, None);
+            assert_eq!(seg.objects, in_space.objects);
             let plane = seg.plane.as_ref().expect("the table");
             // The table's normal in the optical frame: up, tilted toward the camera.
             let tilt = s.tilt_deg.to_radians();
