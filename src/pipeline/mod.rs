@@ -454,7 +454,7 @@ impl Pipeline {
             let score = reading.score.score;
             let recognised = score >= s.min_object_score && score > 0.0;
             // The best model's size verdict says more than its zero score.
-            let why_not = match &reading.refused {
+            let why_not = || match &reading.refused {
                 Some(why) => why.clone(),
                 None => format!(
                     "best match quality {score:.2} ({}) is below min_object_score {:.2}",
@@ -471,7 +471,7 @@ impl Pipeline {
                 category: recognised.then(|| reading.score.category.clone()),
                 model: best,
                 score,
-                unrecognised: (!recognised).then_some(why_not),
+                unrecognised: (!recognised).then(why_not),
                 candidates: readings.iter().map(|(_, r)| r.score.clone()).collect(),
                 centroid: centroid(&candidate.cloud),
                 indices: candidate.indices.clone(),

@@ -184,12 +184,16 @@ pub(super) fn read(
         // explains a few matches on something else (a mug's keypoints on a box).
         let (lo, hi) = candidate.cloud.bounds();
         let extent = crate::cloud::dist2(&lo, &hi).sqrt();
-        match fit_pose(&pairs, motion, &s.pose) {
+        let fitted = fit_pose(&pairs, motion, &s.pose);
+        // A size the category never has: the closed-set model matched an object it does
+        // not know (the scale maps the canonical diagonal of 1 to the object's).
+        let size_refusal = fitted
+            .as_ref()
+            .and_then(|pose| outside_size_range(model, pose.scale));
+        match fitted {
             Some(pose) if extent > MAX_EXTENT_OVER_SIZE * pose.scale => (Vec::new(), None),
-            // A size the category never has: the closed-set model matched an object it
-            // does not know (the scale maps the canonical diagonal of 1 to the object's).
-            Some(pose) if outside_size_range(model, pose.scale).is_some() => {
-                refused = outside_size_range(model, pose.scale);
+            Some(_) if size_refusal.is_some() => {
+                refused = size_refusal;
                 (Vec::new(), None)
             }
             Some(pose) => (
