@@ -205,15 +205,21 @@ pub fn organised_clusters(
     }
     // Pass 2: the points of narrow pieces and the edges of wide ones, clustered in space.
     let piece: Vec<u32> = (0..cloud.len() as u32).map(|i| comp.find(i)).collect();
-    let mut extent = vec![([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]); cloud.len()];
+    // Each piece's bounding box, kept per piece (numbered by first point), not per point.
+    let mut slot = vec![u32::MAX; cloud.len()];
+    let mut boxes: Vec<([f32; 3], [f32; 3])> = Vec::new();
     for (p, &r) in cloud.points.iter().zip(&piece) {
-        let (lo, hi) = &mut extent[r as usize];
+        if slot[r as usize] == u32::MAX {
+            slot[r as usize] = boxes.len() as u32;
+            boxes.push((*p, *p));
+        }
+        let (lo, hi) = &mut boxes[slot[r as usize] as usize];
         for a in 0..3 {
             (lo[a], hi[a]) = (lo[a].min(p[a]), hi[a].max(p[a]));
         }
     }
     let wide = |r: u32| {
-        let (lo, hi) = &extent[r as usize];
+        let (lo, hi) = &boxes[slot[r as usize] as usize];
         dist2(lo, hi) > max_piece_extent * max_piece_extent
     };
     let edge: Vec<usize> = (0..cloud.len())

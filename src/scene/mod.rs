@@ -382,8 +382,8 @@ mod tests {
         assert!(angle < 5.0, "{angle}");
         assert!((170_000..=220_000).contains(&plane.inliers.len()));
         assert!(s.objects.len() >= 3, "{sizes:?} {:?}", s.rejected);
-        // On the image: the same objects, give or take a few points a one-pixel window
-        // does not reach.
+        // On the image: the same objects, give or take a point of a wall that only an
+        // interior point of it comes close to.
         let grid = PixelGrid {
             width: shape.width,
             height: shape.height,
