@@ -43,6 +43,10 @@ enum Command {
         /// Keep only what a camera sees from a random viewpoint.
         #[arg(long)]
         partial: bool,
+        /// With --partial: turn each view about the up axis so its camera lies toward +z
+        /// (objects at any yaw, seen as the node's `face_sensor` shows them).
+        #[arg(long)]
+        view_frame: bool,
         /// Points per cloud.
         #[arg(long, default_value_t = 2048)]
         points: usize,
@@ -97,6 +101,33 @@ enum Command {
         /// Continue from this checkpoint (its config wins, except `epochs` and `out`).
         #[arg(long)]
         resume: Option<PathBuf>,
+    },
+    /// Train the object classifier (category and yaw of a depth view, before any
+    /// embedding network) on procedural single views, and print its validation figures.
+    TrainClassifier {
+        /// Comma-separated categories, in the order the file lists them.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "mug,bottle,bowl,can,pitcher,laptop"
+        )]
+        categories: Vec<String>,
+        /// Training views (one per procedural model) per category.
+        #[arg(long, default_value_t = 400)]
+        views: usize,
+        /// Validation views per category (other models: seed + 1).
+        #[arg(long, default_value_t = 60)]
+        val_views: usize,
+        #[arg(long, default_value_t = 40)]
+        epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Export a checkpoint as one GGUF deployment model (weights, preprocessing, templates).
     Export {
@@ -189,7 +220,7 @@ enum Command {
         #[arg(long, default_value_t = 0.001)]
         noise: f32,
         /// Whole depth-camera scenes instead (organised 640 x 480, optical frame, NaN
-        /// holes, binary_compressed PCD): a table, a wall, 1-4 mugs and bottles, with
+        /// holes, binary_compressed PCD): a table, a wall, 1-4 tabletop objects, with
         /// truth.json (each object's category, pose and visible keypoints).
         #[arg(long)]
         scene: bool,
@@ -200,6 +231,9 @@ enum Command {
         /// degrees either way, or `any` (uniform yaw).
         #[arg(long, alias = "max-yaw", default_value = "30", value_parser = parse_yaw)]
         yaw: f32,
+        /// With --scene: comma-separated scene categories (default: the tabletop zoo).
+        #[arg(long, value_delimiter = ',')]
+        categories: Vec<String>,
     },
     /// Benchmarks that print our figures next to a baseline measured in the same run.
     Bench {
@@ -264,6 +298,9 @@ enum BenchCommand {
         /// way, or `any` (uniform yaw).
         #[arg(long, alias = "max-yaw", default_value = "30", value_parser = parse_yaw)]
         yaw: f32,
+        /// Comma-separated scene categories (default: the whole tabletop zoo).
+        #[arg(long, value_delimiter = ',')]
+        categories: Vec<String>,
     },
     /// k-NN graph, all-pairs and sources-to-all geodesics on one cloud.
     Geodesic {
@@ -292,6 +329,7 @@ fn main() -> Result<()> {
             models,
             seed,
             partial,
+            view_frame,
             points,
         } => {
             let opts = synth::SynthOptions {
@@ -299,6 +337,7 @@ fn main() -> Result<()> {
                 models_per_category: models,
                 seed,
                 partial,
+                view_frame,
                 num_points: points,
             };
             let summary = synth::generate_dataset(&out, &opts)
@@ -406,6 +445,31 @@ fn main() -> Result<()> {
                 model.weight_bytes()
             );
         }
+        Command::TrainClassifier {
+            categories,
+            views,
+            val_views,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            out,
+        } => {
+            let report = semcorr::train::classifier::train_classifier(
+                &semcorr::train::classifier::ClassifierTraining {
+                    categories,
+                    views,
+                    val_views,
+                    seed,
+                    epochs,
+                    batch_size,
+                    lr,
+                    out: out.clone(),
+                },
+            )?;
+            println!("{report}");
+            println!("wrote {}", out.display());
+        }
         Command::Templates {
             model,
             data,
@@ -449,12 +513,14 @@ fn main() -> Result<()> {
             scene: true,
             pcd_encoding,
             yaw,
+            categories,
             ..
         } => {
             let opts = semcorr::tools::scenes::SceneOptions {
                 count,
                 seed,
                 max_yaw_deg: yaw,
+                categories: semcorr::tools::scenes::tabletop_categories(&categories)?,
                 ..Default::default()
             };
             let files = semcorr::tools::scenes::write_scenes(&out, &opts, pcd_encoding)?;
@@ -507,6 +573,7 @@ fn main() -> Result<()> {
                 count,
                 seed,
                 yaw,
+                categories,
             } => {
                 let params = bench_params(params.as_deref())?;
                 let pipeline = semcorr::pipeline::Pipeline::new(&params)?;
@@ -516,6 +583,7 @@ fn main() -> Result<()> {
                         count,
                         seed,
                         max_yaw_deg: yaw,
+                        categories: semcorr::tools::scenes::tabletop_categories(&categories)?,
                         ..Default::default()
                     })?;
                 let score = semcorr::tools::scene_eval::evaluate(&pipeline, &settings, &scenes)?;
@@ -692,6 +760,13 @@ fn infer_text(r: &semcorr::pipeline::CloudResult) -> String {
             p.size[2],
             verdicts.join(", ")
         );
+        if let Some(c) = &o.classified {
+            let _ = writeln!(
+                s,
+                "  classifier: {} ({:.2}), yaw {:.0} deg (confidence {:.2})",
+                c.category, c.probability, c.yaw_deg, c.yaw_confidence
+            );
+        }
         if !o.matches.is_empty() {
             s += &semcorr::matching::format_table(&o.matches);
         }
@@ -727,6 +802,7 @@ fn infer_json(
             "matches": o.matches,
             "candidates": o.candidates,
             "unrecognised": o.unrecognised,
+            "classified": o.classified,
         })
     };
     let mut next_id = 0u32;

@@ -7,7 +7,8 @@
 //! overlap, with large intra-class variation: proportions, optional parts and varying part
 //! counts. The categories, their parts and each annotator's semantic points are documented
 //! in the submodules (tables): [`vessels`] (mug, bottle), [`furniture`] (chair, table),
-//! [`lamp`], [`airplane`], [`flat`] (knife, guitar).
+//! [`lamp`], [`airplane`], [`flat`] (knife, guitar), [`tabletop`] (bowl, can, pitcher,
+//! laptop).
 //!
 //! As in CPNet (paper section 4.2) every simulated annotator picks their own semantic points
 //! and labels them consistently on every model that has the part: some points nearly
@@ -37,13 +38,14 @@
 //! Output: `annotations/<category>.json`, `pcds/<class_id>/<model_id>.pcd` (ASCII, x y z
 //! rgb with a constant grey), `splits/{train,val,test}.txt` (70/15/15 per category) and
 //! `synth.json` (the options, marking the folder as generated so a rerun may replace it).
-//! Class ids are `9000000N`, model ids 32 hex digits; both are clearly not ShapeNet's.
+//! Class ids are `900000NN`, model ids 32 hex digits; both are clearly not ShapeNet's.
 
 pub mod airplane;
 pub mod flat;
 pub mod furniture;
 pub mod lamp;
 mod mesh;
+pub mod tabletop;
 pub mod vessels;
 
 use self::mesh::{Mesh, V3};
@@ -93,6 +95,11 @@ pub struct SynthOptions {
     pub seed: u64,
     /// Single-view partial clouds instead of complete ones.
     pub partial: bool,
+    /// With `partial`: each view turned about the up axis so the camera lies toward +z,
+    /// which leaves the object at the camera's (uniformly random) yaw. This is what the
+    /// node's `face_sensor` gives a model for an object standing any way on a table; the
+    /// keypoints turn with the cloud.
+    pub view_frame: bool,
     /// Points per cloud.
     pub num_points: usize,
 }
@@ -104,6 +111,7 @@ impl Default for SynthOptions {
             models_per_category: 40,
             seed: 0,
             partial: false,
+            view_frame: false,
             num_points: 2048,
         }
     }
@@ -144,6 +152,9 @@ pub struct SynthModel {
     pub cloud: Cloud,
     /// The drawn structure, e.g. ("legs", 4), ("handle", 0): for tests and summaries.
     pub traits: Vec<(&'static str, u32)>,
+    /// With `view_frame`: how far the object is turned about up from its canonical pose
+    /// (radians; its front, +z, points at `(sin, 0, cos)` of it). `None` otherwise.
+    pub view_yaw: Option<f32>,
 }
 
 /// Per-category counts of a generated dataset.
@@ -211,6 +222,9 @@ struct Spec {
     class_id: &'static str,
     points: &'static [SemanticPoint],
     build: fn(&mut ChaCha8Rng) -> Built,
+    /// A surface of revolution (up to small parts): its yaw, and so its "front", is a
+    /// convention (the side toward the viewer), not something a cloud shows.
+    round: bool,
 }
 
 /// A drawn shape: mesh, a target per semantic point (None: the part is absent) and traits.
@@ -283,53 +297,90 @@ const SPECS: &[Spec] = &[
         class_id: "90000001",
         points: vessels::MUG_POINTS,
         build: vessels::mug,
+        round: false,
     },
     Spec {
         name: "bottle",
         class_id: "90000002",
         points: vessels::BOTTLE_POINTS,
         build: vessels::bottle,
+        round: true,
     },
     Spec {
         name: "chair",
         class_id: "90000003",
         points: furniture::CHAIR_POINTS,
         build: furniture::chair,
+        round: false,
     },
     Spec {
         name: "table",
         class_id: "90000004",
         points: furniture::TABLE_POINTS,
         build: furniture::table,
+        round: false,
     },
     Spec {
         name: "lamp",
         class_id: "90000005",
         points: lamp::LAMP_POINTS,
         build: lamp::lamp,
+        round: false,
     },
     Spec {
         name: "airplane",
         class_id: "90000006",
         points: airplane::AIRPLANE_POINTS,
         build: airplane::airplane,
+        round: false,
     },
     Spec {
         name: "knife",
         class_id: "90000007",
         points: flat::KNIFE_POINTS,
         build: flat::knife,
+        round: false,
     },
     Spec {
         name: "guitar",
         class_id: "90000008",
         points: flat::GUITAR_POINTS,
         build: flat::guitar,
+        round: false,
+    },
+    Spec {
+        name: "bowl",
+        class_id: "90000009",
+        points: tabletop::BOWL_POINTS,
+        build: tabletop::bowl,
+        round: true,
+    },
+    Spec {
+        name: "can",
+        class_id: "90000010",
+        points: tabletop::CAN_POINTS,
+        build: tabletop::can,
+        round: true,
+    },
+    Spec {
+        name: "pitcher",
+        class_id: "90000011",
+        points: tabletop::PITCHER_POINTS,
+        build: tabletop::pitcher,
+        round: false,
+    },
+    Spec {
+        name: "laptop",
+        class_id: "90000012",
+        points: tabletop::LAPTOP_POINTS,
+        build: tabletop::laptop,
+        round: false,
     },
 ];
 
 const NAMES: &[&str] = &[
-    "mug", "bottle", "chair", "table", "lamp", "airplane", "knife", "guitar",
+    "mug", "bottle", "chair", "table", "lamp", "airplane", "knife", "guitar", "bowl", "can",
+    "pitcher", "laptop",
 ];
 
 /// The generator's category names, in class-id order.
@@ -337,7 +388,6 @@ pub fn category_names() -> &'static [&'static str] {
     NAMES
 }
 
-/// A category's semantic points (index = semantic id), or None for an unknown name.
 /// The category's semantic ids with their names (an id is its index in the table).
 fn keypoint_names(spec: &Spec) -> BTreeMap<u32, String> {
     (0u32..)
@@ -346,6 +396,13 @@ fn keypoint_names(spec: &Spec) -> BTreeMap<u32, String> {
         .collect()
 }
 
+/// Whether `category` is a surface of revolution whose yaw is a convention (bottle, bowl,
+/// can); false for unknown names.
+pub fn is_round(category: &str) -> bool {
+    SPECS.iter().any(|s| s.name == category && s.round)
+}
+
+/// A category's semantic points (index = semantic id), or None for an unknown name.
 pub fn semantic_points(category: &str) -> Option<&'static [SemanticPoint]> {
     SPECS.iter().find(|s| s.name == category).map(|s| s.points)
 }
@@ -366,6 +423,11 @@ fn selected(opts: &SynthOptions) -> Result<Vec<&'static Spec>> {
     }
     if opts.num_points == 0 {
         return Err(Error::invalid("points per cloud must be at least 1"));
+    }
+    if opts.view_frame && !opts.partial {
+        return Err(Error::invalid(
+            "--view-frame turns single views toward their camera: it needs --partial",
+        ));
     }
     if opts.categories.is_empty() {
         return Ok(SPECS.iter().collect());
@@ -456,6 +518,7 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
 
     let n = opts.num_points;
     // For each semantic id: the raw cloud's point index of its keypoint, if kept.
+    let mut view_yaw = None;
     let (raw, snapped): (Cloud, Vec<Option<usize>>) = if opts.partial {
         let azimuth = uni(&mut rng, 0.0, std::f32::consts::TAU);
         let elevation = uni(&mut rng, 5.0, 65.0).to_radians();
@@ -488,7 +551,7 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
             is_visible[i] = true;
         }
         let seen = dense.select(&visible);
-        let cloud = seen.select(&farthest_point_sample(&seen, n, 0));
+        let mut cloud = seen.select(&farthest_point_sample(&seen, n, 0));
         let max2 = (PARTIAL_SNAP_MAX * diag).powi(2);
         let snapped = targets
             .iter()
@@ -502,6 +565,13 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
                 (d2 <= max2).then_some(k)
             })
             .collect();
+        if opts.view_frame {
+            // Turning by -azimuth about y takes the camera's direction to +z (after the
+            // keypoints were snapped in the object's own frame).
+            let turn = crate::cloud::rotation::about_up(-azimuth).into_inner();
+            crate::cloud::rotation::rotate_cloud(&mut cloud, &turn);
+            view_yaw = Some(-azimuth);
+        }
         (cloud, snapped)
     } else {
         let dense = mesh.sample_surface(DENSE_FACTOR * n, &mut rng);
@@ -557,6 +627,7 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
         },
         cloud,
         traits: built.traits,
+        view_yaw,
     }
 }
 
@@ -656,6 +727,7 @@ pub fn generate_dataset(out: &Path, opts: &SynthOptions) -> Result<SynthSummary>
         "models_per_category": opts.models_per_category,
         "seed": opts.seed,
         "partial": opts.partial,
+        "view_frame": opts.view_frame,
         "num_points": opts.num_points,
     });
     let text = serde_json::to_string_pretty(&marker).map_err(|e| Error::invalid(e.to_string()))?;
@@ -773,7 +845,7 @@ mod tests {
         assert_eq!(summary.categories.len(), SPECS.len());
         let text = summary.to_string();
         assert!(
-            text.contains("airplane") && text.contains("total: 96 models"),
+            text.contains("airplane") && text.contains("total: 144 models"),
             "{text}"
         );
         let ds = Dataset::open(dir.path()).unwrap();
@@ -786,7 +858,7 @@ mod tests {
                 .unwrap();
             assert_eq!(cat.models.len(), 12);
             assert_eq!(sum.splits, [8, 2, 2], "{}", cat.name);
-            assert!(cat.class_id.starts_with("9000000"));
+            assert!(cat.class_id.starts_with("900000"));
             let mut n = 0;
             for split in Split::ALL {
                 for m in ds.load_split(cat, split).unwrap() {
@@ -968,6 +1040,44 @@ mod tests {
         }
     }
 
+    /// In the view frame every camera lies toward +z: what a view shows (its points'
+    /// mean, from the box centre) leans that way, while plain views lean every way.
+    #[test]
+    fn synth_view_frame_turns_each_camera_to_plus_z() {
+        let lean = |view_frame: bool| -> Vec<[f32; 2]> {
+            let o = SynthOptions {
+                num_points: 512,
+                partial: true,
+                view_frame,
+                ..opts(12, 4)
+            };
+            generate_models("can", &o)
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let n = m.cloud.len() as f32;
+                    let sum = m
+                        .cloud
+                        .points
+                        .iter()
+                        .fold([0f32; 2], |a, p| [a[0] + p[0], a[1] + p[2]]);
+                    [sum[0] / n, sum[1] / n]
+                })
+                .collect()
+        };
+        let toward_z = |l: &[f32; 2]| l[1] > 2.0 * l[0].abs();
+        assert!(lean(true).iter().all(toward_z), "{:?}", lean(true));
+        assert!(!lean(false).iter().all(toward_z));
+        let refused = generate_dataset(
+            tempfile::tempdir().unwrap().path(),
+            &SynthOptions {
+                view_frame: true,
+                ..opts(2, 1)
+            },
+        );
+        assert!(refused.unwrap_err().to_string().contains("--partial"));
+    }
+
     #[test]
     fn synth_partial_views_keep_fewer_keypoints() {
         for spec in SPECS {
@@ -1006,7 +1116,7 @@ mod tests {
         }
     }
 
-    /// Not a test of behaviour: prints the time for 8 categories x 40 models.
+    /// Not a test of behaviour: prints the time for every category x 40 models.
     #[test]
     #[ignore]
     fn synth_timing() {

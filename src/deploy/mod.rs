@@ -11,6 +11,7 @@
 //! why); [`crate::matching`] turns embeddings into keypoints.
 
 pub mod bundle;
+pub mod classifier;
 mod qnet;
 pub mod yaw_search;
 

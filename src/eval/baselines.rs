@@ -162,7 +162,7 @@ mod tests {
     }
 }
 
-/// Baselines on the synthetic dataset. Ignored by default (it generates 8 categories and
+/// Baselines on the synthetic dataset. Ignored by default (it generates every category and
 /// sweeps FPFH's parameters, a few minutes in release); run with
 /// `cargo test --release --lib eval::baselines::synthetic -- --ignored --nocapture`.
 #[cfg(test)]

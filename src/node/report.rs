@@ -277,6 +277,7 @@ mod tests {
             score: 0.5,
             candidates: Vec::new(),
             unrecognised: None,
+            classified: None,
             indices: Vec::new(),
             centroid: [1.0, 2.0, 3.0],
             pose: ObjectPose {

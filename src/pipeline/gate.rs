@@ -8,28 +8,68 @@
 //! on an object only when its shape agreement is within `category_gate` of the best
 //! model's; the networks' match quality then decides among those that ran, as before.
 //! With `yaw_hypotheses` > 1 the same test gives each model's yaw for the object.
+//!
+//! With a classifier (`classifier_path`) its verdict replaces the shape test: a model
+//! runs when its category's probability is within `category_gate` of the most likely
+//! category's, turned back by the classifier's yaw (round categories are not turned).
+//! Models of categories the classifier does not know run on every object, unturned. Its
+//! probabilities are first weighed by each model's size range against the view's size
+//! ([`size_weight`]): the classifier sees shapes scaled to one size.
 
+use super::objects::Classified;
 use super::Settings;
 use crate::cloud::Cloud;
+use crate::deploy::classifier::ObjectClassifier;
 use crate::deploy::yaw_search::best_shape;
 use crate::deploy::DeployedModel;
+use crate::error::Result;
+
+/// The classifier's yaw is used when at least this much of its probability lies within
+/// a bin of it; below, the object is read as it faces the sensor (a mug whose handle is
+/// hidden has no yaw to find, and the shipped models were trained within 30 degrees of
+/// facing as well as from every side).
+pub const MIN_YAW_CONFIDENCE: f32 = 0.5;
+
+/// How plausible a view `extent` across (bounding-box diagonal, metres) is for a category
+/// whose objects are `range` across: a log-normal around the range's geometric mean, the
+/// range spanning four standard deviations. A view shows most of an object's diagonal,
+/// so the view's own extent stands for the object's.
+fn size_weight([lo, hi]: [f32; 2], extent: f32) -> f32 {
+    if !(lo > 0.0 && hi > lo && extent > 0.0) {
+        return 1.0;
+    }
+    let sigma = (hi / lo).ln() / 6.0;
+    let z = (extent / (lo * hi).sqrt()).ln() / sigma;
+    (-0.5 * z * z).exp()
+}
 
 /// Per model and object: the shape test's yaw and whether the model runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CategoryGate {
     /// `[model][object]`: (yaw, runs).
     decisions: Vec<Vec<(f32, bool)>>,
+    /// Per object, the classifier's verdict (empty without a classifier).
+    classified: Vec<Classified>,
 }
 
 impl CategoryGate {
     /// Runs the shape test only where it is needed: for several models with a gate below
     /// 1, or for yaw hypotheses; otherwise every model runs at the input's yaw.
-    pub fn decide(models: &[DeployedModel], clouds: &[Cloud], s: &Settings) -> CategoryGate {
+    pub fn decide(
+        models: &[DeployedModel],
+        clouds: &[Cloud],
+        s: &Settings,
+        classifier: Option<&ObjectClassifier>,
+    ) -> Result<CategoryGate> {
+        if let Some(c) = classifier {
+            return Self::from_classifier(models, clouds, s, c);
+        }
         let gated = models.len() > 1 && s.category_gate < 1.0;
         if !gated && s.yaw_hypotheses <= 1 {
-            return CategoryGate {
+            return Ok(CategoryGate {
                 decisions: vec![vec![(0.0, true); clouds.len()]; models.len()],
-            };
+                classified: Vec::new(),
+            });
         }
         // [object][model]: (yaw, shape agreement). A degenerate cloud (every point the
         // same) may score NaN: it counts as no agreement.
@@ -70,7 +110,108 @@ impl CategoryGate {
                     .collect()
             })
             .collect();
-        CategoryGate { decisions }
+        Ok(CategoryGate {
+            decisions,
+            classified: Vec::new(),
+        })
+    }
+
+    /// The classifier's decisions (module doc).
+    fn from_classifier(
+        models: &[DeployedModel],
+        clouds: &[Cloud],
+        s: &Settings,
+        classifier: &ObjectClassifier,
+    ) -> Result<CategoryGate> {
+        let views: Vec<&Cloud> = clouds.iter().collect();
+        let mut verdicts = classifier.classify(&views)?;
+        let known = &classifier.config.categories;
+        let index: Vec<Option<usize>> = models
+            .iter()
+            .map(|m| known.iter().position(|c| *c == m.category.name))
+            .collect();
+        // The classifier sees shapes normalised to one size; the models' size ranges say
+        // how big each category really is (a jug is not mug-sized).
+        for (v, cloud) in verdicts.iter_mut().zip(clouds) {
+            let (lo, hi) = cloud.bounds();
+            let extent = crate::cloud::dist2(&lo, &hi).sqrt();
+            for (m, k) in models.iter().zip(&index) {
+                if let (Some(k), Some(range)) = (k, m.templates.size_range_m) {
+                    v.probabilities[*k] *= size_weight(range, extent);
+                }
+            }
+            let sum: f32 = v.probabilities.iter().sum();
+            if sum > 0.0 {
+                v.probabilities.iter_mut().for_each(|p| *p /= sum);
+            }
+        }
+        // The most likely of the loaded categories (the classifier may know more).
+        let top: Vec<f32> = verdicts
+            .iter()
+            .map(|v| {
+                index
+                    .iter()
+                    .flatten()
+                    .map(|&k| v.probabilities[k])
+                    .fold(0.0, f32::max)
+            })
+            .collect();
+        let decisions = index
+            .iter()
+            .map(|k| {
+                verdicts
+                    .iter()
+                    .zip(&top)
+                    .map(|(v, &top)| match *k {
+                        None => (0.0, true),
+                        Some(k) => {
+                            let runs = v.probabilities[k] >= top - s.category_gate;
+                            // A view that does not show which way the object faces
+                            // (a hidden handle) keeps the yaw it has facing the sensor.
+                            let sure = v.yaw_confidence >= MIN_YAW_CONFIDENCE;
+                            let yaw = if classifier.config.round[k] || !sure {
+                                0.0
+                            } else {
+                                -v.yaw
+                            };
+                            (yaw, runs)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let classified = verdicts
+            .iter()
+            .map(|v| {
+                let k = (0..known.len())
+                    .max_by(|&a, &b| v.probabilities[a].total_cmp(&v.probabilities[b]))
+                    .unwrap_or(0);
+                let round = classifier.config.round[k];
+                Classified {
+                    category: known[k].clone(),
+                    probability: v.probabilities[k],
+                    yaw_deg: if round { 0.0 } else { v.yaw.to_degrees() },
+                    yaw_confidence: if round { 0.0 } else { v.yaw_confidence },
+                }
+            })
+            .collect();
+        Ok(CategoryGate {
+            decisions,
+            classified,
+        })
+    }
+
+    /// The classifier's verdict on `object`, if there is a classifier.
+    pub fn classified(&self, object: usize) -> Option<Classified> {
+        self.classified.get(object).cloned()
+    }
+
+    /// Whether any model sees any object turned (then clouds are prepared per model).
+    pub fn turns(&self) -> bool {
+        self.decisions
+            .iter()
+            .flatten()
+            .any(|&(yaw, runs)| runs && yaw != 0.0)
     }
 
     /// Whether `model` runs on `object`; at least one model runs on every object.

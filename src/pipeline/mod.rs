@@ -12,10 +12,11 @@ pub mod gate;
 pub mod objects;
 pub mod params;
 
-pub use objects::{frame_name, CategoryScore, ObjectPose, ObjectResult, PoseSource};
+pub use objects::{frame_name, CategoryScore, Classified, ObjectPose, ObjectResult, PoseSource};
 pub use params::{NodeParams, ParamValue, PARAMS};
 
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
+use crate::deploy::classifier::ObjectClassifier;
 use crate::deploy::yaw_search::turn_about_up;
 use crate::deploy::{DeployedModel, Runtime};
 use crate::error::{Error, Result};
@@ -46,6 +47,8 @@ pub struct Settings {
     pub embedding_cloud: bool,
     pub score_threshold: f32,
     pub min_object_score: f32,
+    /// With a classifier: its probability that vouches for an object alone.
+    pub min_class_probability: f32,
     /// Yaws tried per object and model before its forward pass (the shape test of
     /// [`crate::deploy::YawSearch`]); 1 = none.
     pub yaw_hypotheses: usize,
@@ -77,6 +80,7 @@ impl Settings {
             embedding_cloud: p.publish_embedding_cloud,
             score_threshold: p.score_threshold as f32,
             min_object_score: p.min_object_score as f32,
+            min_class_probability: p.min_class_probability as f32,
             yaw_hypotheses: p.yaw_hypotheses as usize,
             category_gate: p.category_gate as f32,
             pose: PoseParams::default(),
@@ -250,6 +254,8 @@ pub struct Pipeline {
     pub match_params: MatchParams,
     /// Said once at start-up (a model without canonical positions has no pose).
     pub warnings: Vec<String>,
+    /// Decides each object's category and yaw before the models (`classifier_path`).
+    pub classifier: Option<ObjectClassifier>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -319,11 +325,34 @@ impl Pipeline {
             }
             models.push(model);
         }
+        let classifier = match p.resolved_classifier_path() {
+            None => None,
+            Some(path) => {
+                let c = ObjectClassifier::load(&path).map_err(|e| {
+                    Error::invalid(format!(
+                        "parameter 'classifier_path': cannot load {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                for m in &models {
+                    if !c.config.categories.contains(&m.category.name) {
+                        warnings.push(format!(
+                            "the classifier does not know '{}' (it knows {}): that model runs \
+                             on every object, as it faces the sensor",
+                            m.category.name,
+                            c.config.categories.join(", ")
+                        ));
+                    }
+                }
+                Some(c)
+            }
+        };
         Ok(Pipeline {
             models,
             model_paths: paths.iter().map(|p| p.display().to_string()).collect(),
             match_params: MatchParams::default(),
             warnings,
+            classifier,
         })
     }
 
@@ -376,7 +405,7 @@ impl Pipeline {
             .collect();
         // Which models run on which object: the category gate's shape test (and, with
         // yaw hypotheses, each model's yaw for the object) before any forward pass.
-        let gate = CategoryGate::decide(&self.models, &clouds, s);
+        let gate = CategoryGate::decide(&self.models, &clouds, s, self.classifier.as_ref())?;
         // [model][object]; the chosen model's entry is moved into the object's result.
         let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
         // Farthest-point sampling of a dense object costs about half a forward pass, so
@@ -384,7 +413,7 @@ impl Pipeline {
         let mut shared: Vec<(PrepareConfig, Vec<Option<Prepared>>)> = Vec::new();
         for (m, model) in self.models.iter().enumerate() {
             let runs: Vec<usize> = (0..clouds.len()).filter(|&o| gate.runs(m, o)).collect();
-            let prepared = if s.yaw_hypotheses > 1 {
+            let prepared = if gate.turns() {
                 // Each model sees each object at the yaw its shape test prefers (turning
                 // keeps point order, so matches still index the object's points).
                 let turned: Vec<Cloud> = runs
@@ -443,16 +472,31 @@ impl Pipeline {
                     Some((m, objects::read(model, &matcher, &candidate, e, motion, s)))
                 })
                 .collect();
-            let pick = (0..readings.len())
+            let by_quality = (0..readings.len())
                 .max_by(|&a, &b| {
                     let score = |k: usize| readings[k].1.score.score;
                     score(a).total_cmp(&score(b))
                 })
                 .expect("the gate runs at least one model");
+            let quality = readings[by_quality].1.score.score;
+            let matched = quality >= s.min_object_score && quality > 0.0;
+            // A classifier sure of a category vouches for an object whose keypoints match
+            // too poorly (an unusual or cut view), unless that category's size rules it
+            // out: detected, with its pose, without keypoints.
+            let classified = gate.classified(slot);
+            let vouched = classified
+                .as_ref()
+                .filter(|c| !matched && c.probability >= s.min_class_probability)
+                .and_then(|c| {
+                    readings
+                        .iter()
+                        .position(|(_, r)| r.score.category == c.category && r.refused.is_none())
+                });
+            let pick = vouched.unwrap_or(by_quality);
             let best = readings[pick].0;
             let reading = &readings[pick].1;
             let score = reading.score.score;
-            let recognised = score >= s.min_object_score && score > 0.0;
+            let recognised = matched || vouched.is_some();
             // The best model's size verdict says more than its zero score.
             let why_not = || match &reading.refused {
                 Some(why) => why.clone(),
@@ -461,17 +505,20 @@ impl Pipeline {
                     reading.score.category, s.min_object_score
                 ),
             };
-            let correspondences = if recognised {
+            let correspondences = if matched {
                 objects::correspondences(reading, &candidate.indices, &input_index, s)
             } else {
                 Vec::new()
             };
-            let pose = objects::object_pose(&candidate, reading.pose.as_ref());
+            // A vouched object's few matches do not make a pose: its box is the cluster's.
+            let fitted = reading.pose.as_ref().filter(|_| matched);
+            let pose = objects::object_pose(&candidate, fitted);
             results.push(ObjectResult {
                 category: recognised.then(|| reading.score.category.clone()),
                 model: best,
                 score,
                 unrecognised: (!recognised).then(why_not),
+                classified,
                 candidates: readings.iter().map(|(_, r)| r.score.clone()).collect(),
                 centroid: centroid(&candidate.cloud),
                 indices: candidate.indices.clone(),
@@ -562,6 +609,7 @@ fn too_small(candidate: Candidate) -> ObjectResult {
             "{} points; at least {MIN_POINTS} needed",
             candidate.cloud.len()
         )),
+        classified: None,
         centroid: centroid(&candidate.cloud),
         pose: objects::object_pose(&candidate, None),
         indices: candidate.indices,

@@ -71,6 +71,19 @@ impl ObjectPose {
     }
 }
 
+/// The classifier's reading of an object's view (`classifier_path`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classified {
+    /// Its most likely category, and how likely.
+    pub category: String,
+    pub probability: f32,
+    /// The object's turn about up from that category's canonical pose (degrees), and
+    /// the probability mass around it: low when the view does not show it (a mug with
+    /// its handle hidden; round categories have no yaw).
+    pub yaw_deg: f32,
+    pub yaw_confidence: f32,
+}
+
 /// One object candidate after the per-object stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectResult {
@@ -84,6 +97,8 @@ pub struct ObjectResult {
     pub candidates: Vec<CategoryScore>,
     /// Why the object has no category (too few points, or the best score).
     pub unrecognised: Option<String>,
+    /// The classifier's verdict, when there is a classifier.
+    pub classified: Option<Classified>,
     /// Indices into [`super::CloudResult::filtered`].
     pub indices: Vec<usize>,
     /// Mean of the points, input frame.

@@ -44,6 +44,8 @@ pub struct NodeParams {
     pub min_object_score: f64,
     pub yaw_hypotheses: i64,
     pub category_gate: f64,
+    pub classifier_path: String,
+    pub min_class_probability: f64,
     pub publish_tf: bool,
     pub tf_prefix: String,
 }
@@ -61,7 +63,16 @@ impl Default for NodeParams {
         let plane = scene.plane;
         NodeParams {
             model_dir: "models".into(),
-            model_paths: vec!["mug_partial.gguf".into(), "bottle_partial.gguf".into()],
+            model_paths: [
+                "mug_partial.gguf",
+                "bottle_partial.gguf",
+                "bowl_partial.gguf",
+                "can_partial.gguf",
+                "pitcher_partial.gguf",
+                "laptop_partial.gguf",
+            ]
+            .map(String::from)
+            .to_vec(),
             device: DeviceChoice::Cpu,
             precision: PrecisionChoice::Auto,
             num_points: 0,
@@ -87,6 +98,8 @@ impl Default for NodeParams {
             min_object_score: 0.15,
             yaw_hypotheses: 1,
             category_gate: 0.05,
+            classifier_path: "classifier.safetensors".into(),
+            min_class_probability: 0.9,
             publish_tf: true,
             tf_prefix: "semcorr/".into(),
         }
@@ -661,6 +674,35 @@ pub const PARAMS: &[ParamSpec] = &[
         },
     },
     ParamSpec {
+        name: "classifier_path",
+        kind: ParamType::String,
+        restart_only: true,
+        description: "the object classifier (`semcorr train-classifier`; relative to \
+                      `model_dir`): each object's category and yaw from its view before any \
+                      model runs, which then runs turned back to its canonical pose (README, \
+                      \"Any pose\"); `category_gate` is then a margin of its probabilities; \
+                      empty = the shape test decides and objects keep their facing yaw",
+        get: |p| ParamValue::String(p.classifier_path.clone()),
+        set: |p, v| {
+            p.classifier_path = string(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
+        name: "min_class_probability",
+        kind: ParamType::Double,
+        restart_only: false,
+        description: "with a classifier: an object it gives at least this probability is \
+                      detected as that category even when its keypoints match below \
+                      `min_object_score` (an unusual or cut view), with the cluster's box \
+                      and no keypoints; above 1 = never, in [0, 2]",
+        get: |p| ParamValue::Double(p.min_class_probability),
+        set: |p, v| {
+            p.min_class_probability = double(v);
+            Ok(())
+        },
+    },
+    ParamSpec {
         name: "publish_tf",
         kind: ParamType::Bool,
         restart_only: false,
@@ -928,6 +970,12 @@ impl NodeParams {
                 format!("{} is not in [0, 1]", self.min_object_score),
             ));
         }
+        if !(0.0..=2.0).contains(&self.min_class_probability) {
+            return Err(refuse(
+                "min_class_probability",
+                format!("{} is not in [0, 2]", self.min_class_probability),
+            ));
+        }
         if self.up_axis == UpSetting::Auto && !self.segment_scene {
             return Err(refuse(
                 "up_axis",
@@ -939,6 +987,12 @@ impl NodeParams {
     }
 
     /// `model_paths` with relative entries under `model_dir`.
+    /// `classifier_path` under `model_dir` (when relative), `None` when empty.
+    pub fn resolved_classifier_path(&self) -> Option<std::path::PathBuf> {
+        (!self.classifier_path.is_empty())
+            .then(|| Path::new(&self.model_dir).join(&self.classifier_path))
+    }
+
     pub fn resolved_model_paths(&self) -> Vec<std::path::PathBuf> {
         self.model_paths
             .iter()
@@ -1105,6 +1159,7 @@ mod tests {
             ("category_gate", ParamValue::Double(-0.1)),
             ("category_gate", ParamValue::Double(1.5)),
             ("min_object_score", ParamValue::Double(2.0)),
+            ("min_class_probability", ParamValue::Double(-0.5)),
             ("device", s("gpu")),
             ("precision", s("int4")),
             ("num_points", ParamValue::Integer(3)),

@@ -130,7 +130,7 @@ pub fn resident_mb() -> Option<(f64, f64)> {
     Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
 }
 
-/// `--scene`: organised 640 x 480 scenes with `objects` objects (mugs and bottles, the
+/// `--scene`: organised 640 x 480 scenes with `objects` objects (the tabletop zoo, the
 /// sample scenes' generator) through the node's parameters as given (all models).
 pub fn scene_bench(
     params: &NodeParams,

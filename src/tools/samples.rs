@@ -66,6 +66,7 @@ pub fn sample_clouds(opts: &SampleOptions) -> Result<Vec<SampleCloud>> {
             models_per_category: opts.count,
             seed: opts.seed,
             partial: false,
+            view_frame: false,
             num_points: opts.model_points,
         },
     )?;

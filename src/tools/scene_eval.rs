@@ -5,7 +5,8 @@
 //! A truth object with at least [`MIN_VISIBLE`] visible points is *found* when a detection's
 //! points have their centroid within 0.6 x its size of the object's centre. Pose errors
 //! are over found objects whose pose was fitted from keypoints: the distance between
-//! centres, and the rotation angle. Bottles are bodies of revolution whose "front" is a
+//! centres, and the rotation angle. Round categories (bottle, bowl, can:
+//! [`crate::dataset::synth::is_round`]) are bodies of revolution whose "front" is a
 //! convention (the side facing the sensor), so for them only the up axis is compared (the
 //! angle between the true and fitted z axes); for other categories the whole rotation.
 
@@ -14,14 +15,13 @@ use crate::error::Result;
 use crate::pipeline::{Pipeline, PoseSource, Settings};
 use crate::stats::median;
 use nalgebra::{Quaternion, UnitQuaternion, Vector3};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Objects with fewer visible points are not counted (the bar).
 pub const MIN_VISIBLE: usize = 500;
 /// A published keypoint within this of the truth (metres) is right.
 pub const NEAR: f32 = 0.03;
-/// Categories whose yaw about their axis is a convention, not a measurement.
-pub const AXIAL: &[&str] = &["bottle"];
 
 /// Counts over a set of scenes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +50,40 @@ pub struct SceneScore {
     /// Why each missed object was missed (scene, truth, the nearest candidate's verdict),
     /// and each found one with the wrong category.
     pub missed: Vec<String>,
+    /// Found objects the classifier read (`classifier_path`), and of those the ones whose
+    /// most likely category was the truth.
+    pub classified: usize,
+    pub classified_right: usize,
+    /// The same counts per true category.
+    pub per_category: BTreeMap<String, CategoryCounts>,
+}
+
+/// One category's counts in a [`SceneScore`] (fields as there).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CategoryCounts {
+    pub objects: usize,
+    pub found: usize,
+    pub category_right: usize,
+    pub classified: usize,
+    pub classified_right: usize,
+    pub published: usize,
+    pub published_near: usize,
+    pub visible: usize,
+    pub visible_published: usize,
+}
+
+impl CategoryCounts {
+    fn add(&mut self, o: &CategoryCounts) {
+        self.objects += o.objects;
+        self.found += o.found;
+        self.category_right += o.category_right;
+        self.classified += o.classified;
+        self.classified_right += o.classified_right;
+        self.published += o.published;
+        self.published_near += o.published_near;
+        self.visible += o.visible;
+        self.visible_published += o.visible_published;
+    }
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -72,6 +106,9 @@ impl SceneScore {
     }
     pub fn recall(&self) -> f64 {
         ratio(self.visible_published, self.visible)
+    }
+    pub fn classified_rate(&self) -> f64 {
+        ratio(self.classified_right, self.classified)
     }
     pub fn median_pose_m(&self) -> f64 {
         median(&mut self.pose_errors_m.clone())
@@ -128,6 +165,51 @@ impl fmt::Display for SceneScore {
             let (m, d, n) = self.category_pose(c);
             write!(f, "; {c}: {:.1} mm, {d:.1} deg ({n})", 1e3 * m)?;
         }
+        if self.classified > 0 {
+            write!(
+                f,
+                "; classifier right on {} of {} found ({:.1}%)",
+                self.classified_right,
+                self.classified,
+                100.0 * self.classified_rate()
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<9} {:>7} {:>7} {:>9} {:>11} {:>15} {:>15} {:>16}",
+            "category",
+            "objects",
+            "found",
+            "category",
+            "classifier",
+            "kp within 3 cm",
+            "visible kp pub",
+            "pose mm / deg"
+        )?;
+        let pct = |a: usize, b: usize| format!("{:.1}%", 100.0 * ratio(a, b));
+        for (name, c) in &self.per_category {
+            let (m, d, n) = self.category_pose(name);
+            let pose = if n > 0 {
+                format!("{:.1} / {d:.1}", 1e3 * m)
+            } else {
+                "-".into()
+            };
+            writeln!(
+                f,
+                "{name:<9} {:>7} {:>7} {:>9} {:>11} {:>15} {:>15} {pose:>16}",
+                c.objects,
+                pct(c.found, c.objects),
+                pct(c.category_right, c.objects),
+                if c.classified > 0 {
+                    pct(c.classified_right, c.classified)
+                } else {
+                    "-".into()
+                },
+                format!("{} {}", pct(c.published_near, c.published), c.published),
+                pct(c.visible_published, c.visible),
+            )?;
+        }
         Ok(())
     }
 }
@@ -151,84 +233,130 @@ pub fn evaluate(
         let detections: Vec<_> = r.detections().map(|(_, o)| o).collect();
         let mut used = vec![false; detections.len()];
         for truth in s.objects.iter().filter(|o| o.visible_points >= MIN_VISIBLE) {
-            score.objects += 1;
-            let centre = Vector3::from(truth.position);
-            let nearest = (0..detections.len())
-                .filter(|&d| !used[d])
-                .map(|d| (d, (Vector3::from(detections[d].centroid) - centre).norm()))
-                .min_by(|a, b| a.1.total_cmp(&b.1));
-            let Some((d, _)) = nearest.filter(|&(_, dist)| dist < 0.6 * truth.size) else {
-                let candidate = r
-                    .objects
-                    .iter()
-                    .map(|o| (o, (Vector3::from(o.centroid) - centre).norm()))
-                    .min_by(|a, b| a.1.total_cmp(&b.1));
-                let why = match candidate {
-                    Some((o, dist)) if dist < 0.6 * truth.size => o
-                        .unrecognised
-                        .clone()
-                        .unwrap_or_else(|| "taken by another".into()),
-                    Some((o, dist)) => format!(
-                        "no candidate there (nearest {:.0} cm away, {} points)",
-                        dist * 100.0,
-                        o.indices.len()
-                    ),
-                    None => "no candidates".into(),
-                };
-                score.missed.push(format!(
-                    "scene {scene_index}: {} with {} visible points: {why}",
-                    truth.category, truth.visible_points
-                ));
-                continue;
+            let mut counts = CategoryCounts {
+                objects: 1,
+                ..Default::default()
             };
-            used[d] = true;
-            let o = detections[d];
-            score.found += 1;
-            if o.category.as_deref() == Some(&truth.category) {
-                score.category_right += 1;
-            } else {
-                score.missed.push(format!(
-                    "scene {scene_index}: {} with {} visible points taken for a {} ({:?})",
-                    truth.category,
-                    truth.visible_points,
-                    o.category.as_deref().unwrap_or("?"),
-                    o.candidates
-                        .iter()
-                        .map(|c| format!("{} {:.2}", c.category, c.score))
-                        .collect::<Vec<_>>()
-                ));
-            }
-            score.visible += truth.keypoints.len();
-            for c in &o.correspondences {
-                if let Some((_, t)) = truth.keypoints.iter().find(|(id, _)| *id == c.keypoint_id) {
-                    score.published += 1;
-                    let err = (Vector3::from(c.xyz) - Vector3::from(*t)).norm();
-                    score.published_near += usize::from(err <= NEAR);
-                }
-            }
-            score.visible_published += truth
-                .keypoints
-                .iter()
-                .filter(|(id, _)| o.correspondences.iter().any(|c| c.keypoint_id == *id))
-                .count();
-            if !matches!(o.pose.source, PoseSource::Keypoints { .. }) {
-                score.unposed += 1;
-                continue;
-            }
+            score_object(
+                &mut score,
+                &mut counts,
+                truth,
+                &r,
+                &detections,
+                &mut used,
+                scene_index,
+            );
             score
-                .pose_errors_m
-                .push(f64::from((Vector3::from(o.pose.position) - centre).norm()));
-            let (qt, qf) = (quaternion(truth.orientation), o.pose.rotation());
-            let deg = if AXIAL.contains(&truth.category.as_str()) {
-                let (zt, zf) = (qt * Vector3::z(), qf * Vector3::z());
-                zt.dot(&zf).clamp(-1.0, 1.0).acos().to_degrees()
-            } else {
-                qt.angle_to(&qf).to_degrees()
-            };
-            score.pose_errors_deg.push(f64::from(deg));
-            score.pose_categories.push(truth.category.clone());
+                .per_category
+                .entry(truth.category.clone())
+                .or_default()
+                .add(&counts);
+            let total = &mut score;
+            total.objects += counts.objects;
+            total.found += counts.found;
+            total.category_right += counts.category_right;
+            total.classified += counts.classified;
+            total.classified_right += counts.classified_right;
+            total.published += counts.published;
+            total.published_near += counts.published_near;
+            total.visible += counts.visible;
+            total.visible_published += counts.visible_published;
         }
         score.false_detections += used.iter().filter(|u| !**u).count();
     }
     Ok(score)
+}
+
+/// Scores one truth object of a scene: `counts` gets its counts, `score` its pose errors
+/// and missed lines.
+fn score_object(
+    score: &mut SceneScore,
+    counts: &mut CategoryCounts,
+    truth: &super::scenes::ObjectTruth,
+    r: &crate::pipeline::CloudResult,
+    detections: &[&crate::pipeline::ObjectResult],
+    used: &mut [bool],
+    scene_index: usize,
+) {
+    let centre = Vector3::from(truth.position);
+    let nearest = (0..detections.len())
+        .filter(|&d| !used[d])
+        .map(|d| (d, (Vector3::from(detections[d].centroid) - centre).norm()))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((d, _)) = nearest.filter(|&(_, dist)| dist < 0.6 * truth.size) else {
+        let candidate = r
+            .objects
+            .iter()
+            .map(|o| (o, (Vector3::from(o.centroid) - centre).norm()))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let why = match candidate {
+            Some((o, dist)) if dist < 0.6 * truth.size => o
+                .unrecognised
+                .clone()
+                .unwrap_or_else(|| "taken by another".into()),
+            Some((o, dist)) => format!(
+                "no candidate there (nearest {:.0} cm away, {} points)",
+                dist * 100.0,
+                o.indices.len()
+            ),
+            None => "no candidates".into(),
+        };
+        score.missed.push(format!(
+            "scene {scene_index}: {} with {} visible points: {why}",
+            truth.category, truth.visible_points
+        ));
+        return;
+    };
+    used[d] = true;
+    let o = detections[d];
+    counts.found += 1;
+    if let Some(c) = &o.classified {
+        counts.classified += 1;
+        counts.classified_right += usize::from(c.category == truth.category);
+    }
+    counts.visible += truth.keypoints.len();
+    if o.category.as_deref() == Some(&truth.category) {
+        counts.category_right += 1;
+    } else {
+        score.missed.push(format!(
+            "scene {scene_index}: {} with {} visible points taken for a {} ({:?})",
+            truth.category,
+            truth.visible_points,
+            o.category.as_deref().unwrap_or("?"),
+            o.candidates
+                .iter()
+                .map(|c| format!("{} {:.2}", c.category, c.score))
+                .collect::<Vec<_>>()
+        ));
+        // Keypoint ids are per category: another category's say nothing here.
+        return;
+    }
+    for c in &o.correspondences {
+        if let Some((_, t)) = truth.keypoints.iter().find(|(id, _)| *id == c.keypoint_id) {
+            counts.published += 1;
+            let err = (Vector3::from(c.xyz) - Vector3::from(*t)).norm();
+            counts.published_near += usize::from(err <= NEAR);
+        }
+    }
+    counts.visible_published += truth
+        .keypoints
+        .iter()
+        .filter(|(id, _)| o.correspondences.iter().any(|c| c.keypoint_id == *id))
+        .count();
+    if !matches!(o.pose.source, PoseSource::Keypoints { .. }) {
+        score.unposed += 1;
+        return;
+    }
+    score
+        .pose_errors_m
+        .push(f64::from((Vector3::from(o.pose.position) - centre).norm()));
+    let (qt, qf) = (quaternion(truth.orientation), o.pose.rotation());
+    let deg = if crate::dataset::synth::is_round(&truth.category) {
+        let (zt, zf) = (qt * Vector3::z(), qf * Vector3::z());
+        zt.dot(&zf).clamp(-1.0, 1.0).acos().to_degrees()
+    } else {
+        qt.angle_to(&qf).to_degrees()
+    };
+    score.pose_errors_deg.push(f64::from(deg));
+    score.pose_categories.push(truth.category.clone());
 }

@@ -2,7 +2,7 @@
 //! optical frame (z forward, y down, metres), NaN where a pixel's ray hits nothing, range
 //! noise growing with the square of the depth (structured-light sensors), from a camera
 //! 0.5-1.2 m from a table and tilted down 20-60 degrees. On the table: 1-4 procedural
-//! objects of at least two categories (never seen in training: another seed) at random
+//! objects ([`TABLETOP`] categories) of at least two categories (never seen in training: another seed) at random
 //! places and yaws, some cut by the image border; a wall behind the table. Each scene
 //! comes with its truth: every object's category, pose and visible annotated keypoints.
 //!
@@ -31,6 +31,10 @@ pub struct SceneOptions {
     pub categories: Vec<(String, f32)>,
     pub max_objects: usize,
     /// The largest turn of an object away from facing the camera, degrees (180 = any).
+    /// Round categories ([`crate::dataset::synth::is_round`]) and handle-less mugs stay
+    /// within [`ROUND_MAX_YAW_DEG`]: their front is the side facing the viewer by
+    /// convention, and a turn would only move their "front" keypoints where no cloud can
+    /// show them.
     pub max_yaw_deg: f32,
     /// Range noise: standard deviation at 1 m depth, metres (scales with depth squared).
     pub noise_at_1m: f32,
@@ -43,7 +47,7 @@ impl Default for SceneOptions {
         SceneOptions {
             count: 4,
             seed: 5000,
-            categories: vec![("mug".into(), 0.15), ("bottle".into(), 0.25)],
+            categories: tabletop_categories(&[]).expect("the tabletop categories"),
             max_objects: 4,
             max_yaw_deg: 30.0,
             noise_at_1m: 0.0015,
@@ -51,6 +55,49 @@ impl Default for SceneOptions {
         }
     }
 }
+
+/// The tabletop categories and their sizes in the scenes (bounding-box diagonal, metres):
+/// a mug, a 0.5 l bottle, a cereal bowl, a drink can, a jug, a 13-inch laptop.
+pub const TABLETOP: &[(&str, f32)] = &[
+    ("mug", 0.15),
+    ("bottle", 0.25),
+    ("bowl", 0.2),
+    ("can", 0.14),
+    ("pitcher", 0.25),
+    ("laptop", 0.42),
+];
+
+/// The named [`TABLETOP`] categories with their sizes, all of them when `names` is empty.
+pub fn tabletop_categories(names: &[String]) -> Result<Vec<(String, f32)>> {
+    let known = || {
+        TABLETOP
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if names.is_empty() {
+        return Ok(TABLETOP.iter().map(|&(n, s)| (n.to_string(), s)).collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            TABLETOP
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|&(n, s)| (n.to_string(), s))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "--categories: '{name}' is not a scene category; known: {}",
+                        known()
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The largest turn of a round object away from facing the camera (degrees).
+pub const ROUND_MAX_YAW_DEG: f32 = 30.0;
 
 /// The camera's intrinsics (a Kinect-class 640 x 480 sensor).
 pub const WIDTH: usize = 640;
@@ -123,6 +170,7 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
                     models_per_category: opts.count * opts.max_objects,
                     seed: opts.seed,
                     partial: false,
+                    view_frame: false,
                     num_points: opts.object_points,
                 },
             )
@@ -205,9 +253,14 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
             };
             placed.push((spot, radius));
             let toward_camera = Vector3::new(camera.x - spot.x, camera.y - spot.y, 0.0).normalize();
-            let yaw = rng
-                .random_range(-opts.max_yaw_deg..=opts.max_yaw_deg)
-                .to_radians();
+            // A mug without a handle is as round as a bottle: its front is the convention too.
+            let handleless = model.traits.iter().any(|&(t, v)| t == "handle" && v == 0);
+            let max_yaw = if crate::dataset::synth::is_round(name) || handleless {
+                opts.max_yaw_deg.min(ROUND_MAX_YAW_DEG)
+            } else {
+                opts.max_yaw_deg
+            };
+            let yaw = rng.random_range(-max_yaw..=max_yaw).to_radians();
             let front = Rotation3::from_axis_angle(&Vector3::z_axis(), yaw) * toward_camera;
             let up = Vector3::z();
             // Columns: where the model's x, y (up) and z (front) axes point in the world.

@@ -101,7 +101,7 @@ fn keep_only(cloud: &mut Cloud, keypoints: &mut Vec<(usize, u32)>, kept: &[usize
 
 /// The points on one side of a random vertical plane (parallel to up, y), placed to keep
 /// 40-90% of them: what an image border leaves of an object at the edge of the view.
-fn border_cut(cloud: &Cloud, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub(crate) fn border_cut(cloud: &Cloud, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let (s, c) = rng.random_range(0.0..std::f32::consts::TAU).sin_cos();
     let along: Vec<f32> = cloud.points.iter().map(|p| c * p[0] + s * p[2]).collect();
     let mut sorted = along.clone();

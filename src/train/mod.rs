@@ -2,6 +2,7 @@
 
 mod augment;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod loss;
 pub mod margins;
