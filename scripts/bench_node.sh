@@ -29,7 +29,7 @@ for points in 2048 100000; do
   kill -INT "$node_pid"
   wait "$node_pid" || true
 done
-echo "== scenes: 640 x 480, 3 objects, both models (pure work, then the node over ROS)"
+echo "== scenes: 640 x 480, 3 objects, every model (pure work, then the node over ROS)"
 target/release/semcorr bench node --params config/semcorr.yaml --scene 3 --repeats 60 --rate 10 |
   tee "$out/scene-pure.txt"
 target/release/semcorr samples --scene --out "$out/scenes" --count 8 --seed 9500 \

@@ -86,6 +86,11 @@ enum Command {
         /// against the cloud, then one forward pass) or `matches` (a pass per hypothesis).
         #[arg(long, value_enum, default_value_t = semcorr::deploy::YawCriterion::Shape)]
         yaw_criterion: semcorr::deploy::YawCriterion,
+        /// With a .gguf model: turn each test view back by this object classifier's yaw
+        /// before embedding it, as the node does (views in the node's frame: up +y, camera
+        /// toward +z, as `synth --partial --view-frame` writes them).
+        #[arg(long)]
+        classifier: Option<PathBuf>,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -188,7 +193,8 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
         /// Use these models instead of the parameters' (repeat for several): shorthand for
-        /// `--set model_dir= --set model_paths=[FILE,...]`.
+        /// `--set model_dir= --set model_paths=[FILE,...] --set classifier_path=` (no
+        /// classifier, whose categories are the shipped ones; a later `--set` may name one).
         #[arg(long)]
         model: Vec<PathBuf>,
         /// Write the result as JSON here.
@@ -354,18 +360,29 @@ fn main() -> Result<()> {
             rotate,
             yaw_hypotheses,
             yaw_criterion,
+            classifier,
             json,
         } => {
             let dataset = Dataset::open(&data)?;
             let network;
             let deployed;
+            let classifier = classifier
+                .map(|p| semcorr::deploy::classifier::ObjectClassifier::load(&p))
+                .transpose()?;
             let embedder: Box<dyn semcorr::embedding::Embedder + '_> = match &model {
                 Some(path) if path.extension().is_some_and(|e| e == "gguf") => {
                     deployed = semcorr::deploy::DeployedModel::load(path)?;
                     if categories.is_empty() {
                         categories.push(deployed.category.class_id.clone());
                     }
-                    if yaw_hypotheses > 1 {
+                    if let Some(classifier) = &classifier {
+                        let turned = semcorr::deploy::classifier::TurnedBack {
+                            model: &deployed,
+                            classifier,
+                        };
+                        turned.check()?;
+                        Box::new(turned)
+                    } else if yaw_hypotheses > 1 {
                         Box::new(semcorr::deploy::YawSearch {
                             model: &deployed,
                             hypotheses: yaw_hypotheses,
@@ -503,6 +520,7 @@ fn main() -> Result<()> {
                 let paths: Vec<String> = model.iter().map(|m| m.display().to_string()).collect();
                 set.insert(0, format!("model_paths={}", serde_json::to_string(&paths)?));
                 set.insert(0, "model_dir=\"\"".to_string());
+                set.insert(0, "classifier_path=\"\"".to_string());
             }
             infer(&cloud, params.as_deref(), &set, json, png)?
         }

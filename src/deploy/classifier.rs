@@ -137,6 +137,12 @@ pub struct Verdict {
     pub yaw_confidence: f32,
 }
 
+/// The classifier's yaw is used when at least this much of its probability lies within a
+/// bin of it; below, the object is read as it faces the sensor: a view that does not show
+/// which way an object faces (a mug with its handle hidden, or without one) gets the
+/// convention of round objects, whose front is the side toward the sensor.
+pub const MIN_YAW_CONFIDENCE: f32 = 0.5;
+
 /// A loaded classifier.
 pub struct ObjectClassifier {
     pub config: ClassifierConfig,
@@ -210,6 +216,17 @@ impl ObjectClassifier {
         write_file_atomic(path, &bytes)
     }
 
+    /// The turn (radians about up) that brings an object of category `k` (the
+    /// classifier's index) with this verdict to its canonical pose: 0 for round categories
+    /// and for yaws below [`MIN_YAW_CONFIDENCE`].
+    pub fn turn_back(&self, verdict: &Verdict, k: usize) -> f32 {
+        if self.config.round[k] || verdict.yaw_confidence < MIN_YAW_CONFIDENCE {
+            0.0
+        } else {
+            -verdict.yaw
+        }
+    }
+
     /// Verdicts for views in the model frame (y up, the sensor toward +z), one forward pass.
     pub fn classify(&self, clouds: &[&Cloud]) -> Result<Vec<Verdict>> {
         if clouds.is_empty() {
@@ -242,6 +259,47 @@ impl ObjectClassifier {
                 }
             })
             .collect())
+    }
+}
+
+/// A deployed model run on each view turned back by the classifier's yaw, as the node
+/// runs it (`semcorr eval --classifier`): views in the frame the classifier was trained
+/// in (up +y, the camera toward +z, e.g. `synth --partial --view-frame`).
+pub struct TurnedBack<'a> {
+    pub model: &'a super::DeployedModel,
+    pub classifier: &'a ObjectClassifier,
+}
+
+impl TurnedBack<'_> {
+    /// The model's category in the classifier, or an error naming both.
+    pub fn check(&self) -> Result<usize> {
+        let name = &self.model.category.name;
+        self.classifier
+            .config
+            .categories
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "--classifier: it does not know '{name}' (it knows {})",
+                    self.classifier.config.categories.join(", ")
+                ))
+            })
+    }
+}
+
+impl crate::embedding::Embedder for TurnedBack<'_> {
+    fn name(&self) -> String {
+        format!("{} turned back by the classifier", self.model.name())
+    }
+
+    fn embed(&self, cloud: &Cloud) -> Result<crate::embedding::Embeddings> {
+        let k = self.check()?;
+        let verdict = self.classifier.classify(&[cloud])?.remove(0);
+        let turn = self.classifier.turn_back(&verdict, k);
+        // Turning keeps the point order, so the embeddings index the input's points.
+        let turned = super::yaw_search::turn_about_up(cloud, turn);
+        crate::embedding::Embedder::embed(self.model, &turned)
     }
 }
 

@@ -24,12 +24,6 @@ use crate::deploy::yaw_search::best_shape;
 use crate::deploy::DeployedModel;
 use crate::error::Result;
 
-/// The classifier's yaw is used when at least this much of its probability lies within
-/// a bin of it; below, the object is read as it faces the sensor (a mug whose handle is
-/// hidden has no yaw to find, and the shipped models were trained within 30 degrees of
-/// facing as well as from every side).
-pub const MIN_YAW_CONFIDENCE: f32 = 0.5;
-
 /// How plausible a view `extent` across (bounding-box diagonal, metres) is for a category
 /// whose objects are `range` across: a log-normal around the range's geometric mean, the
 /// range spanning four standard deviations. A view shows most of an object's diagonal,
@@ -166,14 +160,7 @@ impl CategoryGate {
                         None => (0.0, true),
                         Some(k) => {
                             let runs = v.probabilities[k] >= top - s.category_gate;
-                            // A view that does not show which way the object faces
-                            // (a hidden handle) keeps the yaw it has facing the sensor.
-                            let sure = v.yaw_confidence >= MIN_YAW_CONFIDENCE;
-                            let yaw = if classifier.config.round[k] || !sure {
-                                0.0
-                            } else {
-                                -v.yaw
-                            };
+                            let yaw = classifier.turn_back(v, k);
                             (yaw, runs)
                         }
                     })

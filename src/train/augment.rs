@@ -58,6 +58,18 @@ pub fn training_item(
             keep_only(&mut cloud, &mut keypoints, &kept);
         }
     }
+    // Drawn only when enabled (random streams of other runs unchanged).
+    if augment && cfg.augment.floor_cut > 0.0 {
+        let f = rng.random_range(0.0..cfg.augment.floor_cut);
+        let (lo, hi) = cloud.bounds();
+        let floor = lo[1] + f * (hi[1] - lo[1]);
+        let kept: Vec<usize> = (0..cloud.len())
+            .filter(|&i| cloud.points[i][1] >= floor)
+            .collect();
+        if kept.len() >= MIN_VISIBLE_POINTS {
+            keep_only(&mut cloud, &mut keypoints, &kept);
+        }
+    }
     // Turned before normalisation, as a posed test cloud is (`eval --rotate`); no draw
     // when off, so runs without it keep their random streams.
     if augment && cfg.augment.rotation != RotationMode::None {
@@ -228,6 +240,40 @@ mod tests {
             "some cut away"
         );
         assert!(!item.keypoints.is_empty());
+    }
+
+    #[test]
+    fn floor_cuts_drop_the_bottom_and_its_keypoints() {
+        let m = model();
+        let cfg = TrainConfig {
+            augment: AugmentConfig {
+                floor_cut: 0.5,
+                jitter_sigma: 0.0,
+                ..Default::default()
+            },
+            prepare: PrepareConfig {
+                num_points: 256,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let lowest =
+            |item: &TrainingItem| item.keypoints.iter().filter(|k| k.semantic_id == 7).count();
+        // The mug's "bottom center" (id 7) goes with the floor in most draws.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let gone = (0..12)
+            .filter(|_| lowest(&training_item(&m, &cfg, true, &mut rng).unwrap()) == 0)
+            .count();
+        assert!(gone >= 6, "bottom kept in {} of 12", 12 - gone);
+        let mut bad = cfg.clone();
+        bad.data = "d".into();
+        bad.category = "mug".into();
+        bad.augment.floor_cut = 0.95;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("floor_cut"));
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct AugmentConfig {
     /// Probability of cutting the cloud by a random vertical plane, keeping 40-90% of it,
     /// as an image border cuts an object at the edge of a depth camera's view.
     pub cut_prob: f32,
+    /// Remove the lowest part of each training cloud, up to this fraction of its height
+    /// (uniform per cloud; 0 = off): the node drops a support plane's inliers, about a
+    /// centimetre, which is a quarter of a shallow bowl.
+    pub floor_cut: f32,
 }
 
 impl Default for AugmentConfig {
@@ -91,6 +95,7 @@ impl Default for AugmentConfig {
             rotation: RotationMode::None,
             partial_view_prob: 0.0,
             cut_prob: 0.0,
+            floor_cut: 0.0,
         }
     }
 }
@@ -232,6 +237,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.augment.cut_prob) {
             return bad("augment.cut_prob", "must be in [0, 1]");
+        }
+        if !(0.0..0.9).contains(&self.augment.floor_cut) {
+            return bad("augment.floor_cut", "must be in [0, 0.9)");
         }
         if !(0.0..=1.0).contains(&self.augment.partial_view_prob) {
             return bad("augment.partial_view_prob", "must be in [0, 1]");
