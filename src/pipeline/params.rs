@@ -664,9 +664,10 @@ pub const PARAMS: &[ParamSpec] = &[
         name: "category_gate",
         kind: ParamType::Double,
         restart_only: false,
-        description: "a model runs on an object only when its shape agreement (no forward \
-                      pass) is within this of the best model's (README, \"Category \
-                      gate\"); 1 = every model on every object, in [0, 1]",
+        description: "a model runs on an object only when its category's classifier \
+                      probability (without a classifier: its shape agreement) is within this \
+                      of the best's, no forward pass (README, \"The tabletop zoo at any \
+                      yaw\"); 1 = every model on every object, in [0, 1]",
         get: |p| ParamValue::Double(p.category_gate),
         set: |p, v| {
             p.category_gate = double(v);
@@ -680,7 +681,8 @@ pub const PARAMS: &[ParamSpec] = &[
         description: "the object classifier (`semcorr train-classifier`; relative to \
                       `model_dir`): each object's category and yaw from its view before any \
                       model runs, which then runs turned back to its canonical pose (README, \
-                      \"Any pose\"); `category_gate` is then a margin of its probabilities; \
+                      \"The tabletop zoo at any yaw\"); `category_gate` is then a margin of \
+                      its probabilities; \
                       empty = the shape test decides and objects keep their facing yaw",
         get: |p| ParamValue::String(p.classifier_path.clone()),
         set: |p, v| {
