@@ -31,10 +31,10 @@ pub struct SceneOptions {
     pub categories: Vec<(String, f32)>,
     pub max_objects: usize,
     /// The largest turn of an object away from facing the camera, degrees (180 = any).
-    /// Round categories ([`crate::dataset::synth::is_round`]) and handle-less mugs stay
-    /// within [`ROUND_MAX_YAW_DEG`]: their front is the side facing the viewer by
-    /// convention, and a turn would only move their "front" keypoints where no cloud can
-    /// show them.
+    /// Round categories ([`crate::dataset::synth::is_round`]) and handle-less mugs face the
+    /// camera whatever this says: their front is, by the node's convention, the side
+    /// toward the sensor, and a turn would only move their "front" keypoints where no
+    /// cloud can show them (a bowl's rim front 3 cm away at 25 degrees).
     pub max_yaw_deg: f32,
     /// Range noise: standard deviation at 1 m depth, metres (scales with depth squared).
     pub noise_at_1m: f32,
@@ -95,9 +95,6 @@ pub fn tabletop_categories(names: &[String]) -> Result<Vec<(String, f32)>> {
         })
         .collect()
 }
-
-/// The largest turn of a round object away from facing the camera (degrees).
-pub const ROUND_MAX_YAW_DEG: f32 = 30.0;
 
 /// The camera's intrinsics (a Kinect-class 640 x 480 sensor).
 pub const WIDTH: usize = 640;
@@ -256,7 +253,7 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
             // A mug without a handle is as round as a bottle: its front is the convention too.
             let handleless = model.traits.iter().any(|&(t, v)| t == "handle" && v == 0);
             let max_yaw = if crate::dataset::synth::is_round(name) || handleless {
-                opts.max_yaw_deg.min(ROUND_MAX_YAW_DEG)
+                0.0
             } else {
                 opts.max_yaw_deg
             };
