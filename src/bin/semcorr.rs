@@ -366,6 +366,13 @@ fn main() -> Result<()> {
             let dataset = Dataset::open(&data)?;
             let network;
             let deployed;
+            if classifier.is_some()
+                && !model
+                    .as_ref()
+                    .is_some_and(|p| p.extension().is_some_and(|e| e == "gguf"))
+            {
+                bail!("--classifier turns views for a deployed model: it needs --model FILE.gguf");
+            }
             let classifier = classifier
                 .map(|p| semcorr::deploy::classifier::ObjectClassifier::load(&p))
                 .transpose()?;

@@ -98,6 +98,7 @@ impl fmt::Display for ClassifierReport {
     }
 }
 
+/// One labelled view per procedural model, `per_category` models of each of `names`.
 fn views(names: &[String], per_category: usize, seed: u64) -> Result<Vec<View>> {
     let mut out = Vec::new();
     for (k, name) in names.iter().enumerate() {
@@ -232,11 +233,6 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
             let grads = loss.backward().map_err(Error::candle("backward"))?;
             opt.step(&grads).map_err(Error::candle("optimizer step"))?;
         }
-        tracing::info!(
-            "classifier epoch {}: loss {:.4}",
-            epoch + 1,
-            total / train.len() as f64
-        );
         eprintln!(
             "classifier epoch {:3}: loss {:.4} ({:.0} s)",
             epoch + 1,
