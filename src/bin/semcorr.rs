@@ -366,11 +366,10 @@ fn main() -> Result<()> {
             let dataset = Dataset::open(&data)?;
             let network;
             let deployed;
-            if classifier.is_some()
-                && !model
-                    .as_ref()
-                    .is_some_and(|p| p.extension().is_some_and(|e| e == "gguf"))
-            {
+            let deployed_model = model
+                .as_ref()
+                .is_some_and(|p| p.extension().is_some_and(|e| e == "gguf"));
+            if classifier.is_some() && !deployed_model {
                 bail!("--classifier turns views for a deployed model: it needs --model FILE.gguf");
             }
             let classifier = classifier
