@@ -47,7 +47,7 @@ pub struct Settings {
     pub embedding_cloud: bool,
     pub score_threshold: f32,
     pub min_object_score: f32,
-    /// With a classifier: its probability that vouches for an object alone.
+    /// With a classifier: its probability that vouches for an object alone (0 = never).
     pub min_class_probability: f32,
     /// Yaws tried per object and model before its forward pass (the shape test of
     /// [`crate::deploy::YawSearch`]); 1 = none.
@@ -486,7 +486,11 @@ impl Pipeline {
             let classified = gate.classified(slot);
             let vouched = classified
                 .as_ref()
-                .filter(|c| !matched && c.probability >= s.min_class_probability)
+                .filter(|c| {
+                    !matched
+                        && s.min_class_probability > 0.0
+                        && c.probability >= s.min_class_probability
+                })
                 .and_then(|c| {
                     readings
                         .iter()

@@ -99,7 +99,7 @@ impl Default for NodeParams {
             yaw_hypotheses: 1,
             category_gate: 0.05,
             classifier_path: "classifier.safetensors".into(),
-            min_class_probability: 0.9,
+            min_class_probability: 0.0,
             publish_tf: true,
             tf_prefix: "semcorr/".into(),
         }
@@ -696,8 +696,9 @@ pub const PARAMS: &[ParamSpec] = &[
         restart_only: false,
         description: "with a classifier: an object it gives at least this probability is \
                       detected as that category even when its keypoints match below \
-                      `min_object_score` (an unusual or cut view), with the cluster's box \
-                      and no keypoints; above 1 = never, in [0, 2]",
+                      `min_object_score` (the cluster's box, no keypoints); 0 = never, the \
+                      default: the classifier knows only its categories and calls a real \
+                      scan's boxes laptops with certainty (README), in [0, 1]",
         get: |p| ParamValue::Double(p.min_class_probability),
         set: |p, v| {
             p.min_class_probability = double(v);
@@ -972,10 +973,10 @@ impl NodeParams {
                 format!("{} is not in [0, 1]", self.min_object_score),
             ));
         }
-        if !(0.0..=2.0).contains(&self.min_class_probability) {
+        if !(0.0..=1.0).contains(&self.min_class_probability) {
             return Err(refuse(
                 "min_class_probability",
-                format!("{} is not in [0, 2]", self.min_class_probability),
+                format!("{} is not in [0, 1]", self.min_class_probability),
             ));
         }
         if self.up_axis == UpSetting::Auto && !self.segment_scene {

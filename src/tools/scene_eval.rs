@@ -50,8 +50,9 @@ pub struct SceneScore {
     /// Why each missed object was missed (scene, truth, the nearest candidate's verdict),
     /// and each found one with the wrong category.
     pub missed: Vec<String>,
-    /// Found objects the classifier read (`classifier_path`), and of those the ones whose
-    /// most likely category was the truth.
+    /// Objects with a candidate (found, or refused by the matches) that the classifier
+    /// read (`classifier_path`), and of those the ones whose most likely category was the
+    /// truth.
     pub classified: usize,
     pub classified_right: usize,
     /// The same counts per true category.
@@ -168,7 +169,7 @@ impl fmt::Display for SceneScore {
         if self.classified > 0 {
             write!(
                 f,
-                "; classifier right on {} of {} found ({:.1}%)",
+                "; classifier right on {} of {} candidates ({:.1}%)",
                 self.classified_right,
                 self.classified,
                 100.0 * self.classified_rate()
@@ -290,10 +291,16 @@ fn score_object(
             .map(|o| (o, (Vector3::from(o.centroid) - centre).norm()))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         let why = match candidate {
-            Some((o, dist)) if dist < 0.6 * truth.size => o
-                .unrecognised
-                .clone()
-                .unwrap_or_else(|| "taken by another".into()),
+            Some((o, dist)) if dist < 0.6 * truth.size => {
+                // The classifier read the candidate even when the matches refused it.
+                if let Some(c) = &o.classified {
+                    counts.classified += 1;
+                    counts.classified_right += usize::from(c.category == truth.category);
+                }
+                o.unrecognised
+                    .clone()
+                    .unwrap_or_else(|| "taken by another".into())
+            }
             Some((o, dist)) => format!(
                 "no candidate there (nearest {:.0} cm away, {} points)",
                 dist * 100.0,
