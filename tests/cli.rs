@@ -184,6 +184,18 @@ fn bad_arguments_are_named() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("kettle"), "{err}");
+    // A scene category the scenes do not have is named with the ones they do.
+    let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args(["samples", "--scene", "--out"])
+        .arg(tmp.path().join("s"))
+        .args(["--categories", "mug,guitar"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("guitar") && err.contains("pitcher"),
+        "{err}"
+    );
 }
 
 #[test]

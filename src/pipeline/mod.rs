@@ -403,8 +403,8 @@ impl Pipeline {
             .iter()
             .map(|&i| candidates[i].model_frame.clone())
             .collect();
-        // Which models run on which object: the category gate's shape test (and, with
-        // yaw hypotheses, each model's yaw for the object) before any forward pass.
+        // Which models run on which object, and turned by which yaw: the classifier's
+        // verdict, or without one the gate's shape test, before any forward pass.
         let gate = CategoryGate::decide(&self.models, &clouds, s, self.classifier.as_ref())?;
         // [model][object]; the chosen model's entry is moved into the object's result.
         let mut embedded: Vec<Vec<Option<_>>> = Vec::with_capacity(self.models.len());
@@ -414,8 +414,8 @@ impl Pipeline {
         for (m, model) in self.models.iter().enumerate() {
             let runs: Vec<usize> = (0..clouds.len()).filter(|&o| gate.runs(m, o)).collect();
             let prepared = if gate.turns() {
-                // Each model sees each object at the yaw its shape test prefers (turning
-                // keeps point order, so matches still index the object's points).
+                // Each model sees each object at the gate's yaw for it (turning keeps
+                // point order, so matches still index the object's points).
                 let turned: Vec<Cloud> = runs
                     .iter()
                     .map(|&o| turn_about_up(&clouds[o], gate.yaw(m, o)))
@@ -480,9 +480,9 @@ impl Pipeline {
                 .expect("the gate runs at least one model");
             let quality = readings[by_quality].1.score.score;
             let matched = quality >= s.min_object_score && quality > 0.0;
-            // A classifier sure of a category vouches for an object whose keypoints match
-            // too poorly (an unusual or cut view), unless that category's size rules it
-            // out: detected, with its pose, without keypoints.
+            // A classifier sure of a category may vouch for an object whose keypoints match
+            // too poorly (`min_class_probability`, off by default), unless that category's
+            // size rules it out: detected, with the cluster's box, without keypoints.
             let classified = gate.classified(slot);
             let vouched = classified
                 .as_ref()

@@ -2,8 +2,9 @@
 //! optical frame (z forward, y down, metres), NaN where a pixel's ray hits nothing, range
 //! noise growing with the square of the depth (structured-light sensors), from a camera
 //! 0.5-1.2 m from a table and tilted down 20-60 degrees. On the table: 1-4 procedural
-//! objects ([`TABLETOP`] categories) of at least two categories (never seen in training: another seed) at random
-//! places and yaws, some cut by the image border; a wall behind the table. Each scene
+//! objects of the [`TABLETOP`] categories, at least two kinds per scene (never seen in
+//! training: another seed), at random places and yaws, some cut by the image border; a
+//! wall behind the table. Each scene
 //! comes with its truth: every object's category, pose and visible annotated keypoints.
 //!
 //! Rendering is a z-buffer: the table and the wall are intersected per pixel ray, the
