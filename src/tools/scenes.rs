@@ -4,8 +4,8 @@
 //! 0.5-1.2 m from a table and tilted down 20-60 degrees. On the table: 1-4 procedural
 //! objects of the [`TABLETOP`] categories, at least two kinds per scene (never seen in
 //! training: another seed), at random places and yaws, some cut by the image border; a
-//! wall behind the table. Each scene
-//! comes with its truth: every object's category, pose and visible annotated keypoints.
+//! wall behind the table. Each scene comes with its truth: every object's category, pose
+//! and visible annotated keypoints.
 //!
 //! Rendering is a z-buffer: the table and the wall are intersected per pixel ray, the
 //! objects are dense point samples splatted as small disks (radius from the sample
