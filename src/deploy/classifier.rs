@@ -18,8 +18,8 @@
 //! canonical pose (its front, +z, toward `(sin yaw, 0, cos yaw)`); round categories have
 //! none (trained without a yaw target).
 //!
-//! It runs on the CPU whatever the node's `device`: 256 points per object through a
-//! network a sixth the width of the compact embedding models.
+//! It runs on the CPU whatever the node's `device`: 256 points per object (the embedding
+//! models take 1024) and no per-point layers after the max-pool.
 //!
 //! File: safetensors with the weights (`points.{i}`, `head.{i}`, `out`) and, under the
 //! `semcorr.classifier` metadata key, [`ClassifierMeta`] as JSON, with a checksum over
