@@ -185,6 +185,20 @@ fn bad_model_or_precision_stops_start_up_naming_the_parameter() {
             },
             "device",
         ),
+        (
+            NodeParams {
+                classifier_path: "/nonexistent/classifier.safetensors".into(),
+                ..mug_params()
+            },
+            "classifier_path",
+        ),
+        (
+            NodeParams {
+                classifier_path: corrupt.display().to_string(),
+                ..mug_params()
+            },
+            "classifier_path",
+        ),
     ] {
         let e = Pipeline::new(&p).unwrap_err().to_string();
         assert!(e.contains(&format!("'{name}'")), "{name}: {e}");
