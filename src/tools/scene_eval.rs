@@ -27,17 +27,8 @@ pub const NEAR: f32 = 0.03;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SceneScore {
     pub scenes: usize,
-    /// Truth objects with at least [`MIN_VISIBLE`] visible points.
-    pub objects: usize,
-    pub found: usize,
-    pub category_right: usize,
-    /// Published keypoints of found objects whose id the truth has (visible), and of those
-    /// the ones within [`NEAR`].
-    pub published: usize,
-    pub published_near: usize,
-    /// Visible annotated keypoints of found objects, and of those the ones published.
-    pub visible: usize,
-    pub visible_published: usize,
+    /// The counts over every category.
+    pub total: CategoryCounts,
     /// Detections that match no counted truth object (objects under [`MIN_VISIBLE`]
     /// visible points included).
     pub false_detections: usize,
@@ -50,25 +41,27 @@ pub struct SceneScore {
     /// Why each missed object was missed (scene, truth, the nearest candidate's verdict),
     /// and each found one with the wrong category.
     pub missed: Vec<String>,
+    /// The same counts per true category.
+    pub per_category: BTreeMap<String, CategoryCounts>,
+}
+
+/// Counts of truth objects in a [`SceneScore`], over all categories or one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CategoryCounts {
+    /// Truth objects with at least [`MIN_VISIBLE`] visible points.
+    pub objects: usize,
+    pub found: usize,
+    pub category_right: usize,
     /// Objects with a candidate (found, or refused by the matches) that the classifier
     /// read (`classifier_path`), and of those the ones whose most likely category was the
     /// truth.
     pub classified: usize,
     pub classified_right: usize,
-    /// The same counts per true category.
-    pub per_category: BTreeMap<String, CategoryCounts>,
-}
-
-/// One category's counts in a [`SceneScore`] (fields as there).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CategoryCounts {
-    pub objects: usize,
-    pub found: usize,
-    pub category_right: usize,
-    pub classified: usize,
-    pub classified_right: usize,
+    /// Published keypoints of found objects whose id the truth has (visible), and of those
+    /// the ones within [`NEAR`].
     pub published: usize,
     pub published_near: usize,
+    /// Visible annotated keypoints of found objects, and of those the ones published.
     pub visible: usize,
     pub visible_published: usize,
 }
@@ -97,19 +90,19 @@ fn ratio(a: usize, b: usize) -> f64 {
 
 impl SceneScore {
     pub fn found_rate(&self) -> f64 {
-        ratio(self.found, self.objects)
+        ratio(self.total.found, self.total.objects)
     }
     pub fn category_rate(&self) -> f64 {
-        ratio(self.category_right, self.objects)
+        ratio(self.total.category_right, self.total.objects)
     }
     pub fn near_rate(&self) -> f64 {
-        ratio(self.published_near, self.published)
+        ratio(self.total.published_near, self.total.published)
     }
     pub fn recall(&self) -> f64 {
-        ratio(self.visible_published, self.visible)
+        ratio(self.total.visible_published, self.total.visible)
     }
     pub fn classified_rate(&self) -> f64 {
-        ratio(self.classified_right, self.classified)
+        ratio(self.total.classified_right, self.total.classified)
     }
     pub fn median_pose_m(&self) -> f64 {
         median(&mut self.pose_errors_m.clone())
@@ -141,18 +134,18 @@ impl fmt::Display for SceneScore {
              {:.0} cm {} of {} ({:.1}%); visible keypoints published {} of {} ({:.1}%); pose \
              median {:.1} mm, {:.1} deg over {} objects ({} without a fitted pose)",
             self.scenes,
-            self.objects,
-            self.found,
+            self.total.objects,
+            self.total.found,
             100.0 * self.found_rate(),
-            self.category_right,
+            self.total.category_right,
             100.0 * self.category_rate(),
             self.false_detections,
             NEAR * 100.0,
-            self.published_near,
-            self.published,
+            self.total.published_near,
+            self.total.published,
             100.0 * self.near_rate(),
-            self.visible_published,
-            self.visible,
+            self.total.visible_published,
+            self.total.visible,
             100.0 * self.recall(),
             1e3 * self.median_pose_m(),
             self.median_pose_deg(),
@@ -166,12 +159,12 @@ impl fmt::Display for SceneScore {
             let (m, d, n) = self.category_pose(c);
             write!(f, "; {c}: {:.1} mm, {d:.1} deg ({n})", 1e3 * m)?;
         }
-        if self.classified > 0 {
+        if self.total.classified > 0 {
             write!(
                 f,
                 "; classifier right on {} of {} candidates ({:.1}%)",
-                self.classified_right,
-                self.classified,
+                self.total.classified_right,
+                self.total.classified,
                 100.0 * self.classified_rate()
             )?;
         }
@@ -252,16 +245,7 @@ pub fn evaluate(
                 .entry(truth.category.clone())
                 .or_default()
                 .add(&counts);
-            let total = &mut score;
-            total.objects += counts.objects;
-            total.found += counts.found;
-            total.category_right += counts.category_right;
-            total.classified += counts.classified;
-            total.classified_right += counts.classified_right;
-            total.published += counts.published;
-            total.published_near += counts.published_near;
-            total.visible += counts.visible;
-            total.visible_published += counts.visible_published;
+            score.total.add(&counts);
         }
         score.false_detections += used.iter().filter(|u| !**u).count();
     }

@@ -13,7 +13,7 @@
 
 use super::augment::border_cut;
 use super::optim::{AdamW, AdamWConfig};
-use super::seeded_init::SeededVarMap;
+use super::seeded_init::{sorted_vars, SeededVarMap};
 use crate::cloud::Cloud;
 use crate::dataset::synth::{generate_models, is_round, SynthOptions};
 use crate::deploy::classifier::{
@@ -170,17 +170,7 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
     let varmap = store.varmap.clone();
     let vb = VarBuilder::from_backend(Box::new(store), DType::F32, device.clone());
     let net = ClassifierNet::new(&cfg, vb).map_err(Error::candle("building the classifier"))?;
-    let named = || {
-        let mut v: Vec<(String, candle_core::Var)> = varmap
-            .data()
-            .lock()
-            .expect("varmap lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
+    let named = || sorted_vars(&varmap);
     let mut opt = AdamW::new(
         named(),
         AdamWConfig {

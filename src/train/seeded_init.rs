@@ -12,6 +12,19 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 use std::sync::Mutex;
 
+/// `varmap`'s variables, sorted by name (the optimizer's update order, so runs repeat).
+pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let mut v: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 pub struct SeededVarMap {
     pub varmap: VarMap,
     rng: Mutex<ChaCha8Rng>,

@@ -54,16 +54,7 @@ impl Network {
 
     /// Named variables, sorted by name.
     pub fn named_vars(&self) -> Vec<(String, candle_core::Var)> {
-        let mut v: Vec<_> = self
-            .varmap
-            .data()
-            .lock()
-            .expect("varmap lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        super::seeded_init::sorted_vars(&self.varmap)
     }
 
     /// Overwrites every variable from `weights` (names without prefix); all must be present
