@@ -129,6 +129,10 @@ enum Command {
         batch_size: usize,
         #[arg(long, default_value_t = 2e-3)]
         lr: f64,
+        /// Sample scenes (objects at any yaw) whose objects, segmented as the node does,
+        /// join the training views (validation: a fifth as many other scenes).
+        #[arg(long, default_value_t = 0)]
+        scenes: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long)]
@@ -475,6 +479,7 @@ fn main() -> Result<()> {
             epochs,
             batch_size,
             lr,
+            scenes,
             seed,
             out,
         } => {
@@ -487,6 +492,7 @@ fn main() -> Result<()> {
                     epochs,
                     batch_size,
                     lr,
+                    scenes,
                     out: out.clone(),
                 },
             )?;

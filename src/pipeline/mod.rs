@@ -270,6 +270,112 @@ impl std::fmt::Debug for Pipeline {
 /// Fewer points than this after filtering is not an object.
 pub const MIN_POINTS: usize = 16;
 
+/// The pipeline's stages before any network: the filtered cloud and the objects on it.
+pub struct Segmented {
+    pub filtered: Cloud,
+    /// Per filtered point, its index in the input.
+    pub input_index: Vec<usize>,
+    pub input_points: usize,
+    pub dropped_non_finite: usize,
+    /// Each object's points, in the input frame and in the models' frame.
+    pub candidates: Vec<Candidate>,
+    pub report: SceneReport,
+    pub filter_time: Duration,
+    pub scene_time: Duration,
+}
+
+/// Filters `input` and finds the objects on its support plane, as [`Pipeline::process`]
+/// does before its models run; the classifier's trainer reads scenes through it too.
+pub fn segment(input: &Cloud, s: &Settings) -> Result<Segmented> {
+    let t0 = Instant::now();
+    let input_points = input.len();
+    let (filtered, input_index, dropped_non_finite) = filters::apply(input, s);
+    if filtered.len() < MIN_POINTS {
+        return Err(Error::invalid(format!(
+            "{} usable points of {input_points} ({dropped_non_finite} not finite{}); \
+             at least {MIN_POINTS} needed",
+            filtered.len(),
+            if s.crop_box.is_some() || s.voxel_size > 0.0 || s.max_range > 0.0 {
+                ", after max_range, crop_box and voxel_size"
+            } else {
+                ""
+            }
+        )));
+    }
+    let t1 = Instant::now();
+    // A depth image's points are clustered on the image (the voxel grid's centroids are
+    // no longer pixels).
+    let grid = match input.organised {
+        Some(o) if s.voxel_size <= 0.0 => Some(scene::PixelGrid {
+            width: o.width,
+            height: o.height,
+            pixel: &input_index,
+        }),
+        _ => None,
+    };
+    let (clusters, report) = find_objects(&filtered, grid, s);
+    let up = Vector3::from(report.up);
+    let candidates = clusters
+        .into_iter()
+        .map(|indices| Candidate::new(&filtered, indices, &up, s))
+        .collect();
+    let t2 = Instant::now();
+    Ok(Segmented {
+        filtered,
+        input_index,
+        input_points,
+        dropped_non_finite,
+        candidates,
+        report,
+        filter_time: t1 - t0,
+        scene_time: t2 - t1,
+    })
+}
+
+/// The scene stage: object candidates (indices into `filtered`) and what was found.
+fn find_objects(
+    filtered: &Cloud,
+    grid: Option<scene::PixelGrid<'_>>,
+    s: &Settings,
+) -> (Vec<Vec<usize>>, SceneReport) {
+    let Some(params) = &s.scene else {
+        let UpSearch::Near(axis) = s.up else {
+            unreachable!("validation refuses up_axis auto without segment_scene")
+        };
+        let report = SceneReport {
+            segmented: false,
+            plane: None,
+            up: axis.normalize().into(),
+            up_source: UpSource::Configured,
+            candidates: 1,
+            rejected: Rejections::default(),
+        };
+        return (vec![(0..filtered.len()).collect()], report);
+    };
+    let found = scene::segment(filtered, params, s.up, grid);
+    let up_source = match (&found.plane, s.up) {
+        (Some(_), _) => UpSource::Plane,
+        (None, UpSearch::Auto { .. }) => UpSource::Fallback,
+        (None, UpSearch::Near(_)) => UpSource::Configured,
+    };
+    let report = SceneReport {
+        segmented: true,
+        plane: found.plane.as_ref().map(|p| PlaneReport {
+            normal: p.normal.into(),
+            offset: p.offset,
+            inliers: p.inliers.len(),
+        }),
+        up: found.up.into(),
+        up_source,
+        candidates: found.objects.len(),
+        rejected: found.rejected,
+    };
+    (
+        found.objects.into_iter().map(|o| o.indices).collect(),
+        report,
+    )
+}
+
 impl Pipeline {
     /// Validates the parameters and loads the models; every error names the parameter.
     pub fn new(p: &NodeParams) -> Result<Pipeline> {
@@ -361,39 +467,18 @@ impl Pipeline {
     /// (too few usable points); a scene without a plane or objects is a result, not an
     /// error. The pipeline keeps no state between clouds, so nothing affects the next.
     pub fn process(&self, input: &Cloud, s: &Settings) -> Result<CloudResult> {
-        let t0 = Instant::now();
-        let input_points = input.len();
-        let (filtered, input_index, dropped_non_finite) = filters::apply(input, s);
-        if filtered.len() < MIN_POINTS {
-            return Err(Error::invalid(format!(
-                "{} usable points of {input_points} ({dropped_non_finite} not finite{}); \
-                 at least {MIN_POINTS} needed",
-                filtered.len(),
-                if s.crop_box.is_some() || s.voxel_size > 0.0 || s.max_range > 0.0 {
-                    ", after max_range, crop_box and voxel_size"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let t1 = Instant::now();
-        // A depth image's points are clustered on the image (the voxel grid's centroids
-        // are no longer pixels).
-        let grid = match input.organised {
-            Some(o) if s.voxel_size <= 0.0 => Some(scene::PixelGrid {
-                width: o.width,
-                height: o.height,
-                pixel: &input_index,
-            }),
-            _ => None,
-        };
-        let (clusters, report) = self.find_objects(&filtered, grid, s);
+        let Segmented {
+            filtered,
+            input_index,
+            input_points,
+            dropped_non_finite,
+            candidates,
+            report,
+            filter_time,
+            scene_time,
+        } = segment(input, s)?;
         let up = Vector3::from(report.up);
         let up_known = report.up_source != UpSource::Fallback;
-        let candidates: Vec<Candidate> = clusters
-            .into_iter()
-            .map(|indices| Candidate::new(&filtered, indices, &up, s))
-            .collect();
         let t2 = Instant::now();
         // Objects the network can read; smaller ones are reported unrecognised.
         let big: Vec<usize> = (0..candidates.len())
@@ -548,58 +633,14 @@ impl Pipeline {
             dropped_non_finite,
             times: StageTimes {
                 decode: Duration::ZERO,
-                filter: t1 - t0,
-                scene: t2 - t1,
+                filter: filter_time,
+                scene: scene_time,
                 inference: t3 - t2,
                 matching: t4 - t3,
             },
         })
     }
 
-    /// The scene stage: object candidates (indices into `filtered`) and what was found.
-    fn find_objects(
-        &self,
-        filtered: &Cloud,
-        grid: Option<scene::PixelGrid<'_>>,
-        s: &Settings,
-    ) -> (Vec<Vec<usize>>, SceneReport) {
-        let Some(params) = &s.scene else {
-            let UpSearch::Near(axis) = s.up else {
-                unreachable!("validation refuses up_axis auto without segment_scene")
-            };
-            let report = SceneReport {
-                segmented: false,
-                plane: None,
-                up: axis.normalize().into(),
-                up_source: UpSource::Configured,
-                candidates: 1,
-                rejected: Rejections::default(),
-            };
-            return (vec![(0..filtered.len()).collect()], report);
-        };
-        let found = scene::segment(filtered, params, s.up, grid);
-        let up_source = match (&found.plane, s.up) {
-            (Some(_), _) => UpSource::Plane,
-            (None, UpSearch::Auto { .. }) => UpSource::Fallback,
-            (None, UpSearch::Near(_)) => UpSource::Configured,
-        };
-        let report = SceneReport {
-            segmented: true,
-            plane: found.plane.as_ref().map(|p| PlaneReport {
-                normal: p.normal.into(),
-                offset: p.offset,
-                inliers: p.inliers.len(),
-            }),
-            up: found.up.into(),
-            up_source,
-            candidates: found.objects.len(),
-            rejected: found.rejected,
-        };
-        (
-            found.objects.into_iter().map(|o| o.indices).collect(),
-            report,
-        )
-    }
 }
 
 /// A candidate too small for the network: reported, never published.

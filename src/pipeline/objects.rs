@@ -116,7 +116,7 @@ pub struct ObjectResult {
 }
 
 /// One object's points, ready for the models.
-pub(super) struct Candidate {
+pub struct Candidate {
     pub indices: Vec<usize>,
     /// Input frame.
     pub cloud: Cloud,

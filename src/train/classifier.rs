@@ -16,6 +16,12 @@ use super::optim::{AdamW, AdamWConfig};
 use super::seeded_init::{sorted_vars, SeededVarMap};
 use crate::cloud::Cloud;
 use crate::dataset::synth::{generate_models, is_round, SynthOptions};
+use crate::pipeline::objects::Candidate;
+use crate::pipeline::{segment, NodeParams, Settings};
+use crate::tools::scenes::{
+    sample_scenes, tabletop_categories, ObjectTruth, SceneOptions, TABLETOP,
+};
+use nalgebra::{Quaternion, UnitQuaternion, Vector3};
 use crate::deploy::classifier::{
     classifier_input, ClassifierConfig, ClassifierNet, ObjectClassifier,
 };
@@ -23,6 +29,7 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -40,6 +47,9 @@ pub struct ClassifierTraining {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
+    /// Sample scenes (objects at any yaw) whose objects, as the node segments them, join
+    /// the training views; a fifth as many (other seeds) are scored after training.
+    pub scenes: usize,
     pub out: PathBuf,
 }
 
@@ -51,18 +61,16 @@ struct View {
     yaw: Option<f32>,
 }
 
-/// Validation figures after training.
+/// One validation set's figures.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ClassifierReport {
-    pub categories: Vec<String>,
+pub struct Validation {
     /// Per category: validation views, and of those classified right.
     pub per_category: Vec<(usize, usize)>,
     /// Yaw errors (degrees) of the right-classified non-round views.
     pub yaw_errors_deg: Vec<f32>,
-    pub seconds: f64,
 }
 
-impl ClassifierReport {
+impl Validation {
     pub fn accuracy(&self) -> f64 {
         let (n, right) = self
             .per_category
@@ -70,12 +78,10 @@ impl ClassifierReport {
             .fold((0, 0), |(n, r), &(a, b)| (n + a, r + b));
         right as f64 / n.max(1) as f64
     }
-}
 
-impl fmt::Display for ClassifierReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn write(&self, f: &mut fmt::Formatter<'_>, categories: &[String]) -> fmt::Result {
         writeln!(f, "{:<10} {:>6} {:>8}", "category", "views", "right")?;
-        for (c, &(n, r)) in self.categories.iter().zip(&self.per_category) {
+        for (c, &(n, r)) in categories.iter().zip(&self.per_category) {
             writeln!(
                 f,
                 "{c:<10} {n:>6} {:>7.1}%",
@@ -85,16 +91,37 @@ impl fmt::Display for ClassifierReport {
         let mut e = self.yaw_errors_deg.clone();
         e.sort_by(f32::total_cmp);
         let within = |d: f32| e.iter().filter(|&&x| x <= d).count() as f64 / e.len().max(1) as f64;
-        write!(
+        writeln!(
             f,
-            "accuracy {:.1}%; yaw (non-round, {} views): median error {:.1} deg, within 15 deg {:.0}%, within 45 deg {:.0}%; {:.0} s",
+            "accuracy {:.1}%; yaw (non-round, {} views): median error {:.1} deg, within 15 deg {:.0}%, within 45 deg {:.0}%",
             100.0 * self.accuracy(),
             e.len(),
             e.get(e.len() / 2).copied().unwrap_or(f32::NAN),
             100.0 * within(15.0),
             100.0 * within(45.0),
-            self.seconds
         )
+    }
+}
+
+/// Validation figures after training: on single views of other procedural models, and on
+/// the objects of other sample scenes when scenes were in the training set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierReport {
+    pub categories: Vec<String>,
+    pub views: Validation,
+    pub scenes: Option<Validation>,
+    pub seconds: f64,
+}
+
+impl fmt::Display for ClassifierReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "single views of unseen models:")?;
+        self.views.write(f, &self.categories)?;
+        if let Some(scenes) = &self.scenes {
+            writeln!(f, "objects of unseen sample scenes, as the node segments them:")?;
+            scenes.write(f, &self.categories)?;
+        }
+        write!(f, "{:.0} s", self.seconds)
     }
 }
 
@@ -121,6 +148,85 @@ fn views(names: &[String], per_category: usize, seed: u64) -> Result<Vec<View>> 
         }));
     }
     Ok(out)
+}
+
+/// Seeds of the training scenes start here: far from those the benches and tests score.
+const SCENE_SEED: u64 = 70_000;
+/// Scenes per batch (per seed).
+const SCENE_BATCH: usize = 20;
+
+/// Labelled objects of `count` sample scenes (any yaw), segmented as the node does; only
+/// `names` that are scene categories are drawn, objects of other categories are skipped.
+fn scene_views(names: &[String], count: usize, seed: u64) -> Result<Vec<View>> {
+    let drawn: Vec<String> = names
+        .iter()
+        .filter(|n| TABLETOP.iter().any(|(t, _)| t == n))
+        .cloned()
+        .collect();
+    if count == 0 || drawn.is_empty() {
+        return Ok(Vec::new());
+    }
+    let categories = tabletop_categories(&drawn)?;
+    let settings = Settings::from_params(&NodeParams::default())?;
+    // Batches of scenes, each its own seed, generated and segmented in parallel.
+    let batches: Vec<Result<Vec<View>>> = (0..count.div_ceil(SCENE_BATCH))
+        .into_par_iter()
+        .map(|b| {
+            let scenes = sample_scenes(&SceneOptions {
+                count: SCENE_BATCH.min(count - b * SCENE_BATCH),
+                seed: SCENE_SEED + seed * 1_000 + b as u64,
+                categories: categories.clone(),
+                max_yaw_deg: 180.0,
+                ..SceneOptions::default()
+            })?;
+            let mut out = Vec::new();
+            for scene in &scenes {
+                for c in segment(&scene.cloud, &settings)?.candidates {
+                    if c.cloud.len() >= MIN_SCENE_POINTS {
+                        out.extend(label_cluster(&c, &scene.objects, names));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for b in batches {
+        out.extend(b?);
+    }
+    Ok(out)
+}
+
+/// Fewer points than this on a scene's object is too little to learn from.
+const MIN_SCENE_POINTS: usize = 64;
+
+/// The truth object nearest `c` (within half its size) as a labelled view: its category
+/// and its yaw in the models' frame, the turn of its front (+z) about up.
+fn label_cluster(c: &Candidate, truths: &[ObjectTruth], names: &[String]) -> Option<View> {
+    let n = c.cloud.len().max(1) as f32;
+    let centre = c
+        .cloud
+        .points
+        .iter()
+        .fold(Vector3::zeros(), |s, p| s + Vector3::from(*p))
+        / n;
+    let (truth, dist) = truths
+        .iter()
+        .map(|t| (t, (Vector3::from(t.position) - centre).norm()))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    if dist > 0.5 * truth.size {
+        return None;
+    }
+    let category = names.iter().position(|n| *n == truth.category)?;
+    let [x, y, z, w] = truth.orientation;
+    let q = UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z));
+    // The object's front is its REP-103 x axis.
+    let front = c.rotation * (q * Vector3::x());
+    Some(View {
+        cloud: c.model_frame.clone(),
+        category,
+        yaw: (!is_round(&truth.category)).then(|| front.x.atan2(front.z)),
+    })
 }
 
 /// A view as a scene's cluster of it looks (module doc), `n` points.
@@ -163,7 +269,15 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
     let t0 = Instant::now();
     let round: Vec<bool> = opts.categories.iter().map(|c| is_round(c)).collect();
     let cfg = ClassifierConfig::new(opts.categories.clone(), round);
-    let train = views(&opts.categories, opts.views, opts.seed)?;
+    let mut train = views(&opts.categories, opts.views, opts.seed)?;
+    let from_scenes = scene_views(&opts.categories, opts.scenes, opts.seed)?;
+    eprintln!(
+        "classifier: {} single views, {} objects of {} sample scenes",
+        train.len(),
+        from_scenes.len(),
+        opts.scenes
+    );
+    train.extend(from_scenes);
     let val = views(&opts.categories, opts.val_views.max(1), opts.seed + 1)?;
     let device = Device::Cpu;
     let store = SeededVarMap::new(opts.seed);
@@ -235,14 +349,24 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
         .map(|(k, v)| (k, v.as_tensor().clone()))
         .collect();
     let source = format!(
-        "semcorr train-classifier: {} views per category (synth seed {}, partial, view frame), {} epochs",
-        opts.views, opts.seed, opts.epochs
+        "semcorr train-classifier: {} views per category (synth seed {}, partial, view frame), \
+         the objects of {} sample scenes at any yaw, {} epochs",
+        opts.views, opts.seed, opts.scenes, opts.epochs
     );
     ObjectClassifier::save(&opts.out, &cfg, &tensors, &source)?;
     let classifier = ObjectClassifier::load(&opts.out)?;
-    let mut report = evaluate(&classifier, &val)?;
-    report.seconds = t0.elapsed().as_secs_f64();
-    Ok(report)
+    let scenes = if opts.scenes > 0 {
+        let val = scene_views(&opts.categories, opts.scenes.div_ceil(5), opts.seed + 1)?;
+        Some(evaluate(&classifier, &val)?)
+    } else {
+        None
+    };
+    Ok(ClassifierReport {
+        categories: cfg.categories.clone(),
+        views: evaluate(&classifier, &val)?,
+        scenes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 /// A circular Gaussian over `bins` around `yaw` (one bin's width), summing to 1.
@@ -266,7 +390,7 @@ fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> candle_core::Result<T
     (target * logp)?.sum(1)?.neg()
 }
 
-fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<ClassifierReport> {
+fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
     let cfg = &classifier.config;
     let mut per_category = vec![(0usize, 0usize); cfg.categories.len()];
     let mut yaw_errors_deg = Vec::new();
@@ -288,11 +412,9 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<ClassifierRep
             }
         }
     }
-    Ok(ClassifierReport {
-        categories: cfg.categories.clone(),
+    Ok(Validation {
         per_category,
         yaw_errors_deg,
-        seconds: 0.0,
     })
 }
 
@@ -321,10 +443,11 @@ mod tests {
             epochs: 6,
             batch_size: 8,
             lr: 3e-3,
+            scenes: 0,
             out: out.clone(),
         })
         .unwrap();
-        assert!(report.accuracy() >= 0.8, "{report}");
+        assert!(report.views.accuracy() >= 0.8, "{report}");
         let c = ObjectClassifier::load(&out).unwrap();
         assert_eq!(c.config.categories, ["laptop", "bottle"]);
         assert_eq!(c.config.round, [false, true]);
