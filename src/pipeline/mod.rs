@@ -640,7 +640,6 @@ impl Pipeline {
             },
         })
     }
-
 }
 
 /// A candidate too small for the network: reported, never published.

@@ -251,9 +251,7 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
             };
             placed.push((spot, radius));
             let toward_camera = Vector3::new(camera.x - spot.x, camera.y - spot.y, 0.0).normalize();
-            // A mug without a handle is as round as a bottle: its front is the convention too.
-            let handleless = model.traits.iter().any(|&(t, v)| t == "handle" && v == 0);
-            let max_yaw = if crate::dataset::synth::is_round(name) || handleless {
+            let max_yaw = if crate::dataset::synth::faces_the_camera(name, &model.traits) {
                 0.0
             } else {
                 opts.max_yaw_deg
