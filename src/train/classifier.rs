@@ -1,12 +1,18 @@
 //! Training the object classifier ([`crate::deploy::classifier`]) on procedural views.
 //!
-//! Data: for every category, single views of unseen-before procedural models in the view
-//! frame (`synth --partial --view-frame`: the camera toward +z, the object at a uniformly
-//! random yaw, which is the label), one view per model; validation views come from other
-//! models (seed + 1). Each epoch thins every view to `num_points` at random and perturbs
-//! it as a scene's clusters are: the lowest few percent of the height removed (the
-//! table-plane inliers), a random vertical cut for a third of the views (image borders),
-//! 2 mm-equivalent jitter.
+//! Data, two kinds, labelled with category and yaw:
+//! - single views of procedural models in the view frame (`synth --partial --view-frame`:
+//!   the camera toward +z, the object at a uniformly random yaw, which is the label), one
+//!   view per model; validation views come from other models (seed + 1);
+//! - with `scenes`, the objects of sample scenes at any yaw as the node segments them
+//!   ([`crate::pipeline::segment`]): perspective, range noise, shadows, occlusion, image
+//!   borders and the table's cut, which single views lack. Each object is labelled by the
+//!   truth object nearest its centroid; its yaw is the turn of the truth's front in the
+//!   node's frame, the single views' convention (a test holds the two together).
+//!
+//! Each epoch thins every view to `num_points` at random and perturbs it as a scene's
+//! clusters are: the lowest few percent of the height removed (the table-plane inliers), a
+//! random vertical cut for a third of the views (image borders), 2 mm-equivalent jitter.
 //!
 //! Loss: cross-entropy over categories, plus cross-entropy over yaw bins against a
 //! circular Gaussian around the true yaw (one bin's width), for non-round categories only.
