@@ -63,11 +63,11 @@ fn assert_quality_bars(yaw: f32, seed: u64) {
     let score = evaluate(p, s, &samples).unwrap();
     eprintln!("{score}");
     assert!(score.total.objects >= 35, "{score}");
-    // Measured on 40 scenes each way: found 94.9% / 89.1%, classifier 96.9% / 93.0%
+    // Measured on 100 scenes each way: found 91.2% / 88.9%, classifier 98.0% / 97.5%
     // (README, "The tabletop zoo at any yaw"); the bars leave room for 16 scenes' spread.
     assert!(score.found_rate() >= 0.85, "{score}");
     assert!(score.category_rate() >= 0.85, "{score}");
-    assert!(score.classified_rate() >= 0.9, "{score}");
+    assert!(score.classified_rate() >= 0.95, "{score}");
     assert!(score.near_rate() >= 0.85, "{score}");
     assert!(score.recall() >= 0.60, "{score}");
     // Over all objects with a fitted pose; per category the README says which meet the
@@ -398,7 +398,7 @@ fn objects_outside_the_category_size_range_are_not_published() {
     let pipeline = Pipeline::new(&moved).unwrap();
     let s = Settings::from_params(&moved).unwrap();
     let (mut refused, mut bottles) = (0, 0);
-    for scene in scenes(6, 9300) {
+    for scene in scenes(10, 9300) {
         for o in pipeline.process(&scene.cloud, &s).unwrap().objects {
             assert_ne!(o.category.as_deref(), Some("mug"), "{:?}", o.unrecognised);
             let why = o.unrecognised.unwrap_or_default();

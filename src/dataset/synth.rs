@@ -98,8 +98,8 @@ pub struct SynthOptions {
     /// With `partial`: each view turned about the up axis so the camera lies toward +z,
     /// which leaves the object at the camera's (uniformly random) yaw. This is what the
     /// node's `face_sensor` gives a model for an object standing any way on a table; the
-    /// keypoints turn with the cloud. Objects that show no front ([`faces_the_camera`])
-    /// are seen from their front instead, as the node reads them.
+    /// keypoints turn with the cloud. Objects that show no yaw of their own are seen at
+    /// [`conventional_yaw`] instead, as the node reads them.
     pub view_frame: bool,
     /// Points per cloud.
     pub num_points: usize,
@@ -442,11 +442,21 @@ fn selected(opts: &SynthOptions) -> Result<Vec<&'static Spec>> {
         .collect())
 }
 
-/// Whether an object shows no front of its own: a round category, or a mug without a
-/// handle. The node reads such an object as facing the sensor (its front is the side
-/// toward the sensor), so sample scenes and view-frame views show them that way.
-pub fn faces_the_camera(category: &str, traits: &[(&str, u32)]) -> bool {
-    is_round(category) || traits.contains(&("handle", 0))
+/// The yaw (radians, the view frame's convention: the turn of the object's front from
+/// the sensor's direction about up) at which an object that shows no yaw of its own is
+/// read, `None` for the others: 0 for round categories, whose front is the side toward
+/// the sensor; a quarter turn for a mug without a handle, whose handle side is the side
+/// away from the sensor, as a mug's whose handle is hidden behind it (a classifier cannot
+/// tell the two apart, so one convention serves both). Sample scenes and view-frame views
+/// show such objects at this yaw.
+pub fn conventional_yaw(category: &str, traits: &[(&str, u32)]) -> Option<f32> {
+    if is_round(category) {
+        Some(0.0)
+    } else if traits.contains(&("handle", 0)) {
+        Some(std::f32::consts::FRAC_PI_2)
+    } else {
+        None
+    }
 }
 
 /// SplitMix64 over the parts: independent, well-mixed seeds per (seed, class, model, use).
@@ -529,12 +539,11 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
     let mut view_yaw = None;
     let (raw, snapped): (Cloud, Vec<Option<usize>>) = if opts.partial {
         let drawn = uni(&mut rng, 0.0, std::f32::consts::TAU);
-        // In the view frame a shape that shows no front is seen from its front: the
-        // node's convention for such objects (`faces_the_camera`).
-        let azimuth = if opts.view_frame && faces_the_camera(spec.name, &built.traits) {
-            0.0
-        } else {
-            drawn
+        // In the view frame a shape that shows no yaw is seen at the node's convention
+        // for it (the view's yaw is -azimuth).
+        let azimuth = match conventional_yaw(spec.name, &built.traits) {
+            Some(yaw) if opts.view_frame => -yaw,
+            _ => drawn,
         };
         let elevation = uni(&mut rng, 5.0, 65.0).to_radians();
         let distance = uni(&mut rng, 2.0, 3.0) * diag;
@@ -1055,10 +1064,10 @@ mod tests {
         }
     }
 
-    /// In the view frame, objects with no front of their own (round ones, mugs without a
-    /// handle) are seen from their front, as the node reads them; the others at any yaw.
+    /// In the view frame, objects that show no yaw (round ones, mugs without a handle) are
+    /// seen at the node's convention for them; the others at any yaw.
     #[test]
-    fn synth_view_frame_shows_frontless_objects_from_the_front() {
+    fn synth_view_frame_shows_objects_without_a_yaw_at_their_convention() {
         let o = SynthOptions {
             num_points: 256,
             partial: true,
@@ -1072,7 +1081,8 @@ mod tests {
                 .map(|m| m.view_yaw.unwrap())
                 .collect()
         };
-        assert!(!yaws(false).is_empty() && yaws(false).iter().all(|&y| y == 0.0));
+        let quarter = std::f32::consts::FRAC_PI_2;
+        assert!(!yaws(false).is_empty() && yaws(false).iter().all(|&y| y == quarter));
         assert!(yaws(true).iter().any(|y| y.abs() > 0.5), "{:?}", yaws(true));
         let cans = generate_models("can", &o).unwrap();
         assert!(cans.iter().all(|m| m.view_yaw == Some(0.0)));

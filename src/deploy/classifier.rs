@@ -141,9 +141,10 @@ pub struct Verdict {
 }
 
 /// The classifier's yaw is used when at least this much of its probability lies within a
-/// bin of it; below, the object is read as it faces the sensor: a view that does not show
-/// which way an object faces (a mug with its handle hidden, or without one) gets the
-/// convention of round objects, whose front is the side toward the sensor.
+/// bin of it; below, the object is not turned (read as it faces the sensor). Views that
+/// show no yaw of their own were labelled with a convention
+/// ([`crate::dataset::synth::conventional_yaw`]: a mug with its handle hidden, or without
+/// one, has its handle side away from the sensor), so such views are rarely unsure.
 pub const MIN_YAW_CONFIDENCE: f32 = 0.5;
 
 /// A loaded classifier.

@@ -32,10 +32,11 @@ pub struct SceneOptions {
     pub categories: Vec<(String, f32)>,
     pub max_objects: usize,
     /// The largest turn of an object away from facing the camera, degrees (180 = any).
-    /// Round categories ([`crate::dataset::synth::is_round`]) and handle-less mugs face the
-    /// camera whatever this says: their front is, by the node's convention, the side
-    /// toward the sensor, and a turn would only move their "front" keypoints where no
-    /// cloud can show them (a bowl's rim front 3 cm away at 25 degrees).
+    /// Objects that show no yaw of their own stand at the node's convention for them
+    /// whatever this says ([`crate::dataset::synth::conventional_yaw`]: round categories
+    /// face the camera, handle-less mugs turn their handle side away from it): a turn
+    /// would only move their "front" keypoints where no cloud can show them (a bowl's rim
+    /// front 3 cm away at 25 degrees).
     pub max_yaw_deg: f32,
     /// Range noise: standard deviation at 1 m depth, metres (scales with depth squared).
     pub noise_at_1m: f32,
@@ -251,12 +252,12 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
             };
             placed.push((spot, radius));
             let toward_camera = Vector3::new(camera.x - spot.x, camera.y - spot.y, 0.0).normalize();
-            let max_yaw = if crate::dataset::synth::faces_the_camera(name, &model.traits) {
-                0.0
-            } else {
-                opts.max_yaw_deg
-            };
-            let yaw = rng.random_range(-max_yaw..=max_yaw).to_radians();
+            // Turned at random from facing the camera, unless it shows no yaw of its own
+            // (drawn either way, so the scenes after it do not change with the rule).
+            let drawn = rng
+                .random_range(-opts.max_yaw_deg..=opts.max_yaw_deg)
+                .to_radians();
+            let yaw = crate::dataset::synth::conventional_yaw(name, &model.traits).unwrap_or(drawn);
             let front = Rotation3::from_axis_angle(&Vector3::z_axis(), yaw) * toward_camera;
             let up = Vector3::z();
             // Columns: where the model's x, y (up) and z (front) axes point in the world.
