@@ -452,11 +452,20 @@ mod tests {
             epochs: 6,
             batch_size: 8,
             lr: 3e-3,
-            scenes: 0,
+            scenes: 5,
             out: out.clone(),
         })
         .unwrap();
         assert!(report.views.accuracy() >= 0.8, "{report}");
+        // One scene's objects scored after training (a fifth of the five).
+        let scenes = report
+            .scenes
+            .as_ref()
+            .expect("scenes were in the training set");
+        assert!(
+            scenes.per_category.iter().map(|c| c.0).sum::<usize>() >= 1,
+            "{report}"
+        );
         let c = ObjectClassifier::load(&out).unwrap();
         assert_eq!(c.config.categories, ["laptop", "bottle"]);
         assert_eq!(c.config.round, [false, true]);
