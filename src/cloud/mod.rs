@@ -134,6 +134,19 @@ impl Cloud {
         Ok(())
     }
 
+    /// The mean of the points (summed in f64), the origin for an empty cloud.
+    pub fn centroid(&self) -> [f32; 3] {
+        let n = self.len().max(1) as f64;
+        let sum = self.points.iter().fold([0f64; 3], |a, p| {
+            [
+                a[0] + f64::from(p[0]),
+                a[1] + f64::from(p[1]),
+                a[2] + f64::from(p[2]),
+            ]
+        });
+        sum.map(|c| (c / n) as f32)
+    }
+
     /// Axis-aligned bounding box (min, max); see [`bounds`].
     pub fn bounds(&self) -> ([f32; 3], [f32; 3]) {
         bounds(&self.points)

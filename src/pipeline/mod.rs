@@ -609,7 +609,7 @@ impl Pipeline {
                 unrecognised: (!recognised).then(why_not),
                 classified,
                 candidates: readings.iter().map(|(_, r)| r.score.clone()).collect(),
-                centroid: centroid(&candidate.cloud),
+                centroid: candidate.cloud.centroid(),
                 indices: candidate.indices.clone(),
                 pose,
                 correspondences,
@@ -654,7 +654,7 @@ fn too_small(candidate: Candidate) -> ObjectResult {
             candidate.cloud.len()
         )),
         classified: None,
-        centroid: centroid(&candidate.cloud),
+        centroid: candidate.cloud.centroid(),
         pose: objects::object_pose(&candidate, None),
         indices: candidate.indices,
         correspondences: Vec::new(),
@@ -662,12 +662,4 @@ fn too_small(candidate: Candidate) -> ObjectResult {
         model_frame: candidate.model_frame,
         embedded: None,
     }
-}
-
-fn centroid(cloud: &Cloud) -> [f32; 3] {
-    let n = cloud.len().max(1) as f64;
-    let sum = cloud.points.iter().fold(Vector3::<f64>::zeros(), |a, p| {
-        a + Vector3::from(p.map(f64::from))
-    });
-    (sum / n).map(|c| c as f32).into()
 }

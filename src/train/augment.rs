@@ -60,12 +60,7 @@ pub fn training_item(
     }
     // Drawn only when enabled (random streams of other runs unchanged).
     if augment && cfg.augment.floor_cut > 0.0 {
-        let f = rng.random_range(0.0..cfg.augment.floor_cut);
-        let (lo, hi) = cloud.bounds();
-        let floor = lo[1] + f * (hi[1] - lo[1]);
-        let kept: Vec<usize> = (0..cloud.len())
-            .filter(|&i| cloud.points[i][1] >= floor)
-            .collect();
+        let kept = above_floor(&cloud, rng.random_range(0.0..cfg.augment.floor_cut));
         if kept.len() >= MIN_VISIBLE_POINTS {
             keep_only(&mut cloud, &mut keypoints, &kept);
         }
@@ -156,6 +151,16 @@ fn perturb(points: &mut [[f32; 3]], cfg: &AugmentConfig, rng: &mut ChaCha8Rng) {
             }
         }
     }
+}
+
+/// Indices of the points of `cloud` (y up) above the lowest `fraction` of its height: what
+/// is left when the node drops a support plane's inliers.
+pub(crate) fn above_floor(cloud: &Cloud, fraction: f32) -> Vec<usize> {
+    let (lo, hi) = cloud.bounds();
+    let floor = lo[1] + fraction * (hi[1] - lo[1]);
+    (0..cloud.len())
+        .filter(|&i| cloud.points[i][1] >= floor)
+        .collect()
 }
 
 #[cfg(test)]

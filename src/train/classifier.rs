@@ -17,7 +17,7 @@
 //! Loss: cross-entropy over categories, plus cross-entropy over yaw bins against a
 //! circular Gaussian around the true yaw (one bin's width), for non-round categories only.
 
-use super::augment::border_cut;
+use super::augment::{above_floor, border_cut};
 use super::optim::{AdamW, AdamWConfig};
 use super::seeded_init::{sorted_vars, SeededVarMap};
 use crate::cloud::Cloud;
@@ -212,13 +212,7 @@ const MIN_SCENE_POINTS: usize = 64;
 /// The truth object nearest `c` (within half its size) as a labelled view: its category
 /// and its yaw in the models' frame, the turn of its front (+z) about up.
 fn label_cluster(c: &Candidate, truths: &[ObjectTruth], names: &[String]) -> Option<View> {
-    let n = c.cloud.len().max(1) as f32;
-    let centre = c
-        .cloud
-        .points
-        .iter()
-        .fold(Vector3::zeros(), |s, p| s + Vector3::from(*p))
-        / n;
+    let centre = Vector3::from(c.cloud.centroid());
     let (truth, dist) = truths
         .iter()
         .map(|t| (t, (Vector3::from(t.position) - centre).norm()))
@@ -240,11 +234,7 @@ fn label_cluster(c: &Candidate, truths: &[ObjectTruth], names: &[String]) -> Opt
 
 /// A view as a scene's cluster of it looks (module doc), `n` points.
 fn perturbed(view: &Cloud, n: usize, rng: &mut ChaCha8Rng) -> Vec<[f32; 3]> {
-    let (lo, hi) = view.bounds();
-    let floor = lo[1] + rng.random_range(0.0f32..0.06) * (hi[1] - lo[1]);
-    let mut kept: Vec<usize> = (0..view.len())
-        .filter(|&i| view.points[i][1] >= floor)
-        .collect();
+    let mut kept = above_floor(view, rng.random_range(0.0f32..0.06));
     if rng.random::<f32>() < 0.33 {
         let cut = border_cut(view, rng);
         let inside: std::collections::HashSet<usize> = cut.into_iter().collect();
