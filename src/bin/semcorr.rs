@@ -75,7 +75,10 @@ enum Command {
         /// Turn every test cloud (and its keypoints) at random before embedding it: `none`,
         /// `yaw` (about the up axis, y), `yaw:DEG` (within DEG degrees either way),
         /// `tilt:DEG` (yaw, then tilted by up to DEG degrees)
-        /// or `so3` (uniform). Geodesics do not change and are not recomputed.
+        /// or `so3` (uniform). Geodesics do not change and are not recomputed. Views in the
+        /// view frame (`synth --view-frame`) already stand at a uniformly random yaw before
+        /// their camera, so only the rest is applied (the tilt of `tilt:DEG`, all of `so3`):
+        /// turned about up again, a view would show the camera its back.
         #[arg(long, default_value = "none", value_parser = parse_rotation)]
         rotate: RotationMode,
         /// With a .gguf model: try each cloud at this many yaws about the up axis and
@@ -414,13 +417,21 @@ fn main() -> Result<()> {
                 None => embedder.embedder(seed),
             };
             let selected = select_categories(&dataset, &categories)?;
+            // Views in the view frame stand at a random yaw already (doc of `--rotate`).
+            let yaw_in_data = synth::is_view_frame_dataset(&data);
             let posing = eval::Posing {
                 rotation: rotate,
                 seed,
+                yaw_in_data,
             };
             let report = eval::evaluate(&dataset, &selected, split, embedder.as_ref(), posing)?;
+            let how = if yaw_in_data && rotate != RotationMode::None {
+                ", less its yaw: the views stand at a random yaw already"
+            } else {
+                ""
+            };
             println!(
-                "embedder: {}, rotation: {rotate} (seed {seed})\n{report}",
+                "embedder: {}, rotation: {rotate} (seed {seed}{how})\n{report}",
                 embedder.name()
             );
             if let Some(path) = json {
@@ -793,8 +804,8 @@ fn infer_text(r: &semcorr::pipeline::CloudResult) -> String {
         if let Some(c) = &o.classified {
             let _ = writeln!(
                 s,
-                "  classifier: {} ({:.2}), yaw {:.0} deg (confidence {:.2})",
-                c.category, c.probability, c.yaw_deg, c.yaw_confidence
+                "  classifier: {} ({:.2}), yaw {:.0} deg (confidence {:.2}), leaning {:.0} deg",
+                c.category, c.probability, c.yaw_deg, c.yaw_confidence, c.lean_deg
             );
         }
         if !o.matches.is_empty() {

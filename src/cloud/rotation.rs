@@ -38,19 +38,39 @@ pub fn about_up(angle: f32) -> Rotation3<f32> {
 impl RotationMode {
     /// One rotation drawn from this mode; `None` draws nothing from `rng`.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Matrix3<f32> {
+        let (rest, yaw) = self.draw(rng);
+        rest * yaw
+    }
+
+    /// The same draw as [`RotationMode::sample`] less its turn about up (all of `yaw` and
+    /// `yaw:DEG`, the yaw before `tilt:DEG`'s tilt; `so3` is kept whole), for views whose
+    /// object already stands at a uniformly random yaw before the camera (`synth
+    /// --view-frame`): turning such a view about up again would show the camera's side
+    /// of the points from behind, which no sensor sees. The stream advances as `sample`'s.
+    pub fn sample_without_yaw<R: Rng + ?Sized>(&self, rng: &mut R) -> Matrix3<f32> {
+        self.draw(rng).0
+    }
+
+    /// `(rest, yaw)`: the rotation is `rest * yaw`, `yaw` a turn about up.
+    fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> (Matrix3<f32>, Matrix3<f32>) {
+        let id = Matrix3::identity();
         let yaw = |rng: &mut R| about_up(rng.random_range(0.0..std::f32::consts::TAU));
         match *self {
-            RotationMode::None => Matrix3::identity(),
-            RotationMode::Yaw => yaw(rng).into_inner(),
-            RotationMode::YawWithin { max_deg } => {
-                about_up(rng.random_range(-1.0f32..=1.0) * max_deg.to_radians()).into_inner()
-            }
+            RotationMode::None => (id, id),
+            RotationMode::Yaw => (id, yaw(rng).into_inner()),
+            RotationMode::YawWithin { max_deg } => (
+                id,
+                about_up(rng.random_range(-1.0f32..=1.0) * max_deg.to_radians()).into_inner(),
+            ),
             RotationMode::Tilt { max_deg } => {
                 let turned = yaw(rng);
                 let azimuth = rng.random_range(0.0..std::f32::consts::TAU);
                 let axis = Unit::new_normalize(Vector3::new(azimuth.cos(), 0.0, azimuth.sin()));
                 let angle = rng.random::<f32>() * max_deg.to_radians();
-                (Rotation3::from_axis_angle(&axis, angle) * turned).into_inner()
+                (
+                    Rotation3::from_axis_angle(&axis, angle).into_inner(),
+                    turned.into_inner(),
+                )
             }
             RotationMode::So3 => {
                 let mut q = [0f32; 4];
@@ -61,11 +81,14 @@ impl RotationMode {
                 // the degenerate all-zero draw has probability zero but is guarded anyway.
                 let q = Quaternion::new(q[0], q[1], q[2], q[3]);
                 if q.norm() < 1e-12 {
-                    return Matrix3::identity();
+                    return (id, id);
                 }
-                UnitQuaternion::from_quaternion(q)
-                    .to_rotation_matrix()
-                    .into_inner()
+                (
+                    UnitQuaternion::from_quaternion(q)
+                        .to_rotation_matrix()
+                        .into_inner(),
+                    id,
+                )
             }
         }
     }
@@ -221,6 +244,25 @@ mod tests {
             "so3 turns objects over: {so3_max_tilt}"
         );
         assert_eq!(RotationMode::None.sample(&mut rng), Matrix3::identity());
+    }
+
+    #[test]
+    fn without_yaw_a_tilt_is_the_same_draw_less_its_turn() {
+        let mode = RotationMode::Tilt { max_deg: 20.0 };
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+        for _ in 0..50 {
+            let whole = mode.sample(&mut a);
+            let tilt = mode.sample_without_yaw(&mut b);
+            // Same lean from up; what is left is a pure turn about up.
+            assert!((angle_from_up(&whole) - angle_from_up(&tilt)).abs() < 0.05);
+            let turn = tilt.transpose() * whole;
+            assert!((turn * Vector3::y() - Vector3::y()).norm() < 1e-5);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(
+            RotationMode::Yaw.sample_without_yaw(&mut rng),
+            Matrix3::identity()
+        );
     }
 
     #[test]

@@ -86,6 +86,16 @@ const KEYPOINT_RGB: [u8; 3] = [255, 255, 255];
 /// Marks a folder written by `generate_dataset`.
 const MARKER: &str = "synth.json";
 
+/// Whether `root` is a synthetic dataset of views in the view frame (`synth --view-frame`:
+/// each object at a uniformly random yaw before a camera at +z), by its marker file.
+pub fn is_view_frame_dataset(root: &Path) -> bool {
+    std::fs::read_to_string(root.join(MARKER))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("view_frame").and_then(|b| b.as_bool()))
+        .unwrap_or(false)
+}
+
 /// What `generate_dataset` produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynthOptions {

@@ -25,11 +25,13 @@
 //! `semcorr.classifier` metadata key, [`ClassifierMeta`] as JSON, with a checksum over
 //! both.
 
+use crate::cloud::rotation::{about_up, rotate_cloud};
 use crate::cloud::{Cloud, Normalization, NormalizationMode};
 use crate::error::{read_file, write_file_atomic, Error, Result};
 use crate::model::{Activation, PointLinear};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use nalgebra::{Matrix3, Rotation3, Vector3};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,6 +52,11 @@ pub struct ClassifierConfig {
     pub num_points: usize,
     pub point_widths: Vec<usize>,
     pub head_widths: Vec<usize>,
+    /// A third head: the object's up axis in the view (three outputs, normalised), for
+    /// objects that do not stand upright in the frame. Files without it (format 1 as
+    /// first written) have no such head, and their checksums stay valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub up_head: bool,
 }
 
 impl ClassifierConfig {
@@ -61,6 +68,7 @@ impl ClassifierConfig {
             num_points: 256,
             point_widths: vec![64, 128, 256],
             head_widths: vec![128],
+            up_head: true,
         }
     }
 
@@ -85,7 +93,7 @@ impl ClassifierConfig {
     }
 
     pub fn outputs(&self) -> usize {
-        self.categories.len() + self.yaw_bins
+        self.categories.len() + self.yaw_bins + if self.up_head { 3 } else { 0 }
     }
 }
 
@@ -116,7 +124,8 @@ impl ClassifierNet {
         Ok(ClassifierNet { points, head, out })
     }
 
-    /// `points` `[B, N, 3]` -> logits `[B, categories + yaw_bins]`.
+    /// `points` `[B, N, 3]` -> `[B, categories + yaw_bins (+ 3)]`: category and yaw
+    /// logits, then the up head's raw vector.
     pub fn forward_t(&self, points: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (b, n, _) = points.dims3()?;
         let x = points.reshape((b * n, 3))?;
@@ -138,6 +147,17 @@ pub struct Verdict {
     /// Probability mass of the yaw's bin and its two neighbours: low when the view does
     /// not show which way the object faces (a mug with its handle hidden).
     pub yaw_confidence: f32,
+    /// The object's up axis in the view (unit), with an up head; its yaw is about this
+    /// axis.
+    pub up: Option<[f32; 3]>,
+}
+
+impl Verdict {
+    /// How far the object leans from the frame's up (+y), degrees; 0 without an up head.
+    pub fn lean_deg(&self) -> f32 {
+        self.up
+            .map_or(0.0, |u| u[1].clamp(-1.0, 1.0).acos().to_degrees())
+    }
 }
 
 /// The classifier's yaw is used when at least this much of its probability lies within a
@@ -147,6 +167,12 @@ pub struct Verdict {
 /// one, has its handle side away from the sensor), so such views are rarely unsure.
 pub const MIN_YAW_CONFIDENCE: f32 = 0.5;
 
+/// An object is levelled by the classifier's up only when it leans more than this from the
+/// frame's up (degrees). The node's frame is levelled by the table's normal, exact for an
+/// object standing on it, and the up head's error on upright views (median about 2
+/// degrees, README "Any pose") would only add noise there; the models were trained
+/// to tolerate a few degrees.
+pub const MIN_LEAN_DEG: f32 = 6.0;
 /// A loaded classifier.
 pub struct ObjectClassifier {
     pub config: ClassifierConfig,
@@ -220,15 +246,24 @@ impl ObjectClassifier {
         write_file_atomic(path, &bytes)
     }
 
-    /// The turn (radians about up) that brings an object of category `k` (the
-    /// classifier's index) with this verdict to its canonical pose: 0 for round categories
-    /// and for yaws below [`MIN_YAW_CONFIDENCE`].
-    pub fn turn_back(&self, verdict: &Verdict, k: usize) -> f32 {
-        if self.config.round[k] || verdict.yaw_confidence < MIN_YAW_CONFIDENCE {
+    /// The rotation that brings an object of category `k` (the classifier's index) with
+    /// this verdict to its canonical pose: levelled (its up turned onto +y, when it leans
+    /// more than [`MIN_LEAN_DEG`]), then turned back about up by its yaw (none for round
+    /// categories and yaws below [`MIN_YAW_CONFIDENCE`]).
+    pub fn turn_back(&self, verdict: &Verdict, k: usize) -> Matrix3<f32> {
+        let level = match verdict.up {
+            Some(u) if verdict.lean_deg() > MIN_LEAN_DEG => {
+                Rotation3::rotation_between(&Vector3::from(u), &Vector3::y())
+                    .unwrap_or_else(Rotation3::identity)
+            }
+            _ => Rotation3::identity(),
+        };
+        let yaw = if self.config.round[k] || verdict.yaw_confidence < MIN_YAW_CONFIDENCE {
             0.0
         } else {
             -verdict.yaw
-        }
+        };
+        (about_up(yaw) * level).into_inner()
     }
 
     /// Verdicts for views in the model frame (y up, the sensor toward +z), one forward pass.
@@ -251,22 +286,30 @@ impl ObjectClassifier {
             .and_then(|t| t.to_vec2::<f32>())
             .map_err(Error::candle("classifier forward"))?;
         let c = self.config.categories.len();
+        let bins = self.config.yaw_bins;
         Ok(logits
             .iter()
             .map(|row| {
                 let probabilities = softmax(&row[..c]);
-                let (yaw, yaw_confidence) = decode_yaw(&softmax(&row[c..]));
+                let (yaw, yaw_confidence) = decode_yaw(&softmax(&row[c..c + bins]));
+                let up = self
+                    .config
+                    .up_head
+                    .then(|| Vector3::new(row[c + bins], row[c + bins + 1], row[c + bins + 2]))
+                    .filter(|u| u.norm() > 1e-6)
+                    .map(|u| u.normalize().into());
                 Verdict {
                     probabilities,
                     yaw,
                     yaw_confidence,
+                    up,
                 }
             })
             .collect())
     }
 }
 
-/// A deployed model run on each view turned back by the classifier's yaw, as the node
+/// A deployed model run on each view turned back by the classifier, as the node
 /// runs it (`semcorr eval --classifier`): views in the frame the classifier was trained
 /// in (up +y, the camera toward +z, e.g. `synth --partial --view-frame`).
 pub struct TurnedBack<'a> {
@@ -302,7 +345,8 @@ impl crate::embedding::Embedder for TurnedBack<'_> {
         let verdict = self.classifier.classify(&[cloud])?.remove(0);
         let turn = self.classifier.turn_back(&verdict, k);
         // Turning keeps the point order, so the embeddings index the input's points.
-        let turned = super::yaw_search::turn_about_up(cloud, turn);
+        let mut turned = cloud.clone();
+        rotate_cloud(&mut turned, &turn);
         crate::embedding::Embedder::embed(self.model, &turned)
     }
 }

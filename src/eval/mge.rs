@@ -40,6 +40,10 @@ fn knn_geodesics(cloud: &Cloud, sources: &[usize]) -> Result<DistanceMatrix> {
 pub struct Posing {
     pub rotation: RotationMode,
     pub seed: u64,
+    /// The views already stand at a uniformly random yaw before their camera (`synth
+    /// --view-frame`): only the rest of each rotation is applied
+    /// ([`RotationMode::sample_without_yaw`]).
+    pub yaw_in_data: bool,
 }
 
 impl Posing {
@@ -47,6 +51,7 @@ impl Posing {
     pub const CANONICAL: Posing = Posing {
         rotation: RotationMode::None,
         seed: 0,
+        yaw_in_data: false,
     };
 
     /// One rotation per model of category `class_id`, drawn from a stream seeded by the
@@ -62,7 +67,15 @@ impl Posing {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ id_hash);
-        (0..n).map(|_| self.rotation.sample(&mut rng)).collect()
+        (0..n)
+            .map(|_| {
+                if self.yaw_in_data {
+                    self.rotation.sample_without_yaw(&mut rng)
+                } else {
+                    self.rotation.sample(&mut rng)
+                }
+            })
+            .collect()
     }
 }
 
@@ -130,6 +143,7 @@ pub fn evaluate(
     let mut report = EvalReport::from_categories(reports)?;
     report.rotation = posing.rotation;
     report.rotation_seed = posing.seed;
+    report.rotation_yaw_in_data = posing.yaw_in_data;
     Ok(report)
 }
 
@@ -693,7 +707,11 @@ pub(crate) mod tests {
         let norm = PointwiseEmbedder(|p| vec![(p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()]);
         let xyz = PointwiseEmbedder(|p| p.to_vec());
         let run = |e: &dyn Embedder, rotation, seed| {
-            let posing = Posing { rotation, seed };
+            let posing = Posing {
+                rotation,
+                seed,
+                yaw_in_data: false,
+            };
             evaluate_models_with("01234567", "blob", &models, e, &euclidean, posing).unwrap()
         };
         // Distance to the origin does not change under a rotation about it: same mGE.

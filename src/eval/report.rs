@@ -41,7 +41,8 @@ impl CategoryReport {
 
 /// Results over categories, keyed by class id. Serialises to exactly
 /// `{"categories": {"<class_id>": {"mge", "pck", "sets", "pairs"}}, "mean_mge", "rotation",
-/// "rotation_seed"}`; reports written before rotations existed read as canonical.
+/// "rotation_seed"}` (and `"rotation_yaw_in_data": true` when the views' own yaw stood for
+/// the rotation's); reports written before rotations existed read as canonical.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     pub categories: BTreeMap<String, CategoryReport>,
@@ -53,6 +54,9 @@ pub struct EvalReport {
     /// The seed the rotations were drawn with.
     #[serde(default)]
     pub rotation_seed: u64,
+    /// The views stood at a random yaw already: only the rotation's rest was applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rotation_yaw_in_data: bool,
 }
 
 impl EvalReport {
@@ -77,6 +81,7 @@ impl EvalReport {
             mean_mge,
             rotation: RotationMode::None,
             rotation_seed: 0,
+            rotation_yaw_in_data: false,
         })
     }
 

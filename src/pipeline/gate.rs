@@ -12,18 +12,21 @@
 //! With a classifier (`classifier_path`) its verdict replaces the shape test: a model
 //! runs when its category's probability is within `category_gate` of the most likely
 //! category's, turned back by the classifier's yaw (round categories, and views whose yaw
-//! the classifier is unsure of, are not turned: [`ObjectClassifier::turn_back`]).
+//! the classifier is unsure of, are not turned) and levelled by its up when the object
+//! leans ([`ObjectClassifier::turn_back`]).
 //! Models of categories the classifier does not know run on every object, unturned. Its
 //! probabilities are first weighed by each model's size range against the view's size
 //! ([`size_weight`]): the classifier sees shapes scaled to one size.
 
 use super::objects::Classified;
 use super::Settings;
+use crate::cloud::rotation::about_up;
 use crate::cloud::Cloud;
 use crate::deploy::classifier::ObjectClassifier;
 use crate::deploy::yaw_search::best_shape;
 use crate::deploy::DeployedModel;
 use crate::error::Result;
+use nalgebra::Matrix3;
 
 /// How plausible a view `extent` across (bounding-box diagonal, metres) is for a category
 /// whose objects are `range` across: a log-normal around the range's geometric mean, the
@@ -39,11 +42,11 @@ fn size_weight([lo, hi]: [f32; 2], extent: f32) -> f32 {
     (-0.5 * z * z).exp()
 }
 
-/// Per model and object: the shape test's yaw and whether the model runs.
+/// Per model and object: how the model sees the object turned and whether it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CategoryGate {
-    /// `[model][object]`: (yaw, runs).
-    decisions: Vec<Vec<(f32, bool)>>,
+    /// `[model][object]`: (turn, runs).
+    decisions: Vec<Vec<(Matrix3<f32>, bool)>>,
     /// Per object, the classifier's verdict (empty without a classifier).
     classified: Vec<Classified>,
 }
@@ -63,7 +66,7 @@ impl CategoryGate {
         let gated = models.len() > 1 && s.category_gate < 1.0;
         if !gated && s.yaw_hypotheses <= 1 {
             return Ok(CategoryGate {
-                decisions: vec![vec![(0.0, true); clouds.len()]; models.len()],
+                decisions: vec![vec![(Matrix3::identity(), true); clouds.len()]; models.len()],
                 classified: Vec::new(),
             });
         }
@@ -101,7 +104,7 @@ impl CategoryGate {
                     .map(|(per_model, &top)| {
                         let (yaw, shape) = per_model[m];
                         let within = shape >= per_model[top].1 - s.category_gate;
-                        (yaw, !gated || m == top || within)
+                        (about_up(yaw).into_inner(), !gated || m == top || within)
                     })
                     .collect()
             })
@@ -159,11 +162,10 @@ impl CategoryGate {
                     .iter()
                     .zip(&top)
                     .map(|(v, &top)| match *k {
-                        None => (0.0, true),
+                        None => (Matrix3::identity(), true),
                         Some(k) => {
                             let runs = v.probabilities[k] >= top - s.category_gate;
-                            let yaw = classifier.turn_back(v, k);
-                            (yaw, runs)
+                            (classifier.turn_back(v, k), runs)
                         }
                     })
                     .collect()
@@ -181,6 +183,7 @@ impl CategoryGate {
                     probability: v.probabilities[k],
                     yaw_deg: if round { 0.0 } else { v.yaw.to_degrees() },
                     yaw_confidence: if round { 0.0 } else { v.yaw_confidence },
+                    lean_deg: v.lean_deg(),
                 }
             })
             .collect();
@@ -200,7 +203,7 @@ impl CategoryGate {
         self.decisions
             .iter()
             .flatten()
-            .any(|&(yaw, runs)| runs && yaw != 0.0)
+            .any(|(turn, runs)| *runs && *turn != Matrix3::identity())
     }
 
     /// Whether `model` runs on `object`; at least one model runs on every object.
@@ -208,9 +211,9 @@ impl CategoryGate {
         self.decisions[model][object].1
     }
 
-    /// The yaw (radians about the model frame's up) at which `model` sees `object`.
-    pub fn yaw(&self, model: usize, object: usize) -> f32 {
-        self.decisions[model][object].0
+    /// The rotation (about the model frame's origin) by which `model` sees `object`.
+    pub fn turn(&self, model: usize, object: usize) -> &Matrix3<f32> {
+        &self.decisions[model][object].0
     }
 }
 

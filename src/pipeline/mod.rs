@@ -17,7 +17,7 @@ pub use params::{NodeParams, ParamValue, PARAMS};
 
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
 use crate::deploy::classifier::ObjectClassifier;
-use crate::deploy::yaw_search::turn_about_up;
+use crate::cloud::rotation::rotate_cloud;
 use crate::deploy::{DeployedModel, Runtime};
 use crate::error::{Error, Result};
 use crate::matching::{MatchParams, Matcher};
@@ -499,11 +499,15 @@ impl Pipeline {
         for (m, model) in self.models.iter().enumerate() {
             let runs: Vec<usize> = (0..clouds.len()).filter(|&o| gate.runs(m, o)).collect();
             let prepared = if gate.turns() {
-                // Each model sees each object at the gate's yaw for it (turning keeps
+                // Each model sees each object turned as the gate says (turning keeps
                 // point order, so matches still index the object's points).
                 let turned: Vec<Cloud> = runs
                     .iter()
-                    .map(|&o| turn_about_up(&clouds[o], gate.yaw(m, o)))
+                    .map(|&o| {
+                        let mut c = clouds[o].clone();
+                        rotate_cloud(&mut c, gate.turn(m, o));
+                        c
+                    })
                     .collect();
                 model.prepare_batch(&turned)?
             } else {

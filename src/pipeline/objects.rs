@@ -82,6 +82,10 @@ pub struct Classified {
     /// its handle hidden; round categories have no yaw).
     pub yaw_deg: f32,
     pub yaw_confidence: f32,
+    /// How far the object leans from the frame's up (degrees; the classifier's up head,
+    /// 0 without one). Above [`crate::deploy::classifier::MIN_LEAN_DEG`] the models see
+    /// it levelled.
+    pub lean_deg: f32,
 }
 
 /// One object candidate after the per-object stage.

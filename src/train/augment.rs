@@ -71,6 +71,14 @@ pub fn training_item(
         let r = cfg.augment.rotation.sample(rng);
         rotate_cloud(&mut cloud, &r);
     }
+    // Drawn only when enabled (random streams of other runs unchanged).
+    if augment && cfg.augment.lean_deg > 0.0 {
+        let lean = RotationMode::Tilt {
+            max_deg: cfg.augment.lean_deg,
+        }
+        .sample_without_yaw(rng);
+        rotate_cloud(&mut cloud, &lean);
+    }
     let prepared = prepare(&cloud, &cfg.prepare, rng.random(), &what)?;
     // A keypoint whose point was not sampled moves to the nearest sampled point.
     let keypoints = keypoints
@@ -169,6 +177,7 @@ mod tests {
     use crate::cloud::PrepareConfig;
     use crate::dataset::synth::{generate_models, SynthOptions};
     use rand::SeedableRng;
+    use nalgebra::Vector3;
 
     fn model() -> AnnotatedModel {
         let opts = SynthOptions {
@@ -279,6 +288,46 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("floor_cut"));
+    }
+
+    #[test]
+    fn leaning_tilts_the_mug_axis_by_at_most_the_bound() {
+        let m = model();
+        let axis_from_up = |cfg: &TrainConfig, rng: &mut ChaCha8Rng| -> f32 {
+            let item = training_item(&m, cfg, true, rng).unwrap();
+            let at = |id: u32| {
+                let k = item.keypoints.iter().find(|k| k.semantic_id == id).unwrap();
+                Vector3::from(item.points[k.point])
+            };
+            // Rim front and back (ids 0, 1) about the bottom centre (7): the mug's axis.
+            let axis = (at(0) + at(1)) / 2.0 - at(7);
+            axis.normalize().y.clamp(-1.0, 1.0).acos().to_degrees()
+        };
+        let mut cfg = TrainConfig {
+            augment: AugmentConfig {
+                jitter_sigma: 0.0,
+                ..Default::default()
+            },
+            prepare: PrepareConfig {
+                num_points: 1024,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let upright: Vec<f32> = (0..10).map(|_| axis_from_up(&cfg, &mut rng)).collect();
+        cfg.augment.lean_deg = 20.0;
+        let leant: Vec<f32> = (0..10).map(|_| axis_from_up(&cfg, &mut rng)).collect();
+        assert!(upright.iter().all(|&a| a < 6.0), "{upright:?}");
+        assert!(leant.iter().all(|&a| a < 26.0), "{leant:?}");
+        assert!(leant.iter().any(|&a| a > 10.0), "{leant:?}");
+        cfg.data = "d".into();
+        cfg.category = "mug".into();
+        for bad in [-1.0, 91.0, f32::NAN] {
+            cfg.augment.lean_deg = bad;
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains("lean_deg"), "{e}");
+        }
     }
 
     #[test]

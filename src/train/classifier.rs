@@ -14,12 +14,18 @@
 //! clusters are: the lowest few percent of the height removed (the table-plane inliers), a
 //! random vertical cut for a third of the views (image borders), 2 mm-equivalent jitter.
 //!
+//! Half the views are also leant by up to [`MAX_TRAIN_LEAN_DEG`] about a random horizontal
+//! axis (an object resting against something, or a frame not levelled by a table), with
+//! their up axis as the up head's target; their yaw label stays the upright object's.
+//!
 //! Loss: cross-entropy over categories, plus cross-entropy over yaw bins against a
-//! circular Gaussian around the true yaw (one bin's width), for non-round categories only.
+//! circular Gaussian around the true yaw (one bin's width), for non-round categories only,
+//! plus `1 - cos` between the up head's vector and the true up.
 
 use super::augment::{above_floor, border_cut};
 use super::optim::{AdamW, AdamWConfig};
 use super::seeded_init::{sorted_vars, SeededVarMap};
+use crate::cloud::rotation::{rotate_cloud, RotationMode};
 use crate::cloud::Cloud;
 use crate::dataset::synth::{generate_models, is_round, SynthOptions};
 use crate::deploy::classifier::{
@@ -59,12 +65,21 @@ pub struct ClassifierTraining {
     pub out: PathBuf,
 }
 
+/// Training views lean by up to this much (degrees), half of them (module doc).
+pub const MAX_TRAIN_LEAN_DEG: f32 = 30.0;
+/// Validation views are leant by up to this much: `eval --rotate tilt:20`'s range.
+const VAL_LEAN_DEG: f32 = 20.0;
+
+const UPRIGHT: [f32; 3] = [0.0, 1.0, 0.0];
+
 /// A labelled view.
 struct View {
     cloud: Cloud,
     category: usize,
     /// The object's yaw (radians), `None` for round categories.
     yaw: Option<f32>,
+    /// The object's up axis in the view (training views stand upright: +y).
+    up: [f32; 3],
 }
 
 /// One validation set's figures.
@@ -74,6 +89,8 @@ pub struct Validation {
     pub per_category: Vec<(usize, usize)>,
     /// Yaw errors (degrees) of the right-classified non-round views.
     pub yaw_errors_deg: Vec<f32>,
+    /// Up errors (degrees) of every view, with an up head.
+    pub up_errors_deg: Vec<f32>,
 }
 
 impl Validation {
@@ -105,7 +122,18 @@ impl Validation {
             e.get(e.len() / 2).copied().unwrap_or(f32::NAN),
             100.0 * within(15.0),
             100.0 * within(45.0),
-        )
+        )?;
+        let mut u = self.up_errors_deg.clone();
+        if !u.is_empty() {
+            u.sort_by(f32::total_cmp);
+            writeln!(
+                f,
+                "up: median error {:.1} deg, 90th percentile {:.1} deg",
+                u[u.len() / 2],
+                u[u.len() * 9 / 10]
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +143,8 @@ impl Validation {
 pub struct ClassifierReport {
     pub categories: Vec<String>,
     pub views: Validation,
+    /// The same views, each leant by up to 20 degrees (seeded).
+    pub leaning_views: Validation,
     pub scenes: Option<Validation>,
     pub seconds: f64,
 }
@@ -123,6 +153,11 @@ impl fmt::Display for ClassifierReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "single views of unseen models:")?;
         self.views.write(f, &self.categories)?;
+        writeln!(
+            f,
+            "the same views leaning by up to {VAL_LEAN_DEG} degrees:"
+        )?;
+        self.leaning_views.write(f, &self.categories)?;
         if let Some(scenes) = &self.scenes {
             writeln!(
                 f,
@@ -154,6 +189,7 @@ fn views(names: &[String], per_category: usize, seed: u64) -> Result<Vec<View>> 
             yaw: (!round).then_some(m.view_yaw.unwrap_or(0.0)),
             cloud: m.cloud,
             category: k,
+            up: UPRIGHT,
         }));
     }
     Ok(out)
@@ -229,7 +265,18 @@ fn label_cluster(c: &Candidate, truths: &[ObjectTruth], names: &[String]) -> Opt
         cloud: c.model_frame.clone(),
         category,
         yaw: (!is_round(&truth.category)).then(|| front.x.atan2(front.z)),
+        up: UPRIGHT,
     })
+}
+
+/// `view` leant by an angle uniform in `[0, max_deg]` about a random horizontal axis, and
+/// its up axis after the lean.
+fn leant(view: &Cloud, max_deg: f32, rng: &mut ChaCha8Rng) -> (Cloud, [f32; 3]) {
+    let lean = RotationMode::Tilt { max_deg }.sample_without_yaw(rng);
+    let mut out = view.clone();
+    rotate_cloud(&mut out, &lean);
+    let up = lean * Vector3::y();
+    (out, [up.x, up.y, up.z])
 }
 
 /// A view as a scene's cluster of it looks (module doc), `n` points.
@@ -294,6 +341,7 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
     .map_err(Error::candle("optimizer"))?;
     let c = cfg.categories.len();
     let bins = cfg.yaw_bins;
+    let outputs = cfg.outputs();
     let n = cfg.num_points;
     let mut order: Vec<usize> = (0..train.len()).collect();
     for epoch in 0..opts.epochs {
@@ -305,31 +353,51 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
         let mut total = 0.0;
         for batch in order.chunks(opts.batch_size) {
             let mut points = Vec::with_capacity(batch.len() * n * 3);
-            let mut target = vec![0f32; batch.len() * (c + bins)];
+            let mut target = vec![0f32; batch.len() * outputs];
             let mut yaw_weight = vec![0f32; batch.len()];
             for (row, &i) in batch.iter().enumerate() {
                 let v = &train[i];
-                for p in perturbed(&v.cloud, n, &mut rng) {
+                let t = &mut target[row * outputs..(row + 1) * outputs];
+                let view = if cfg.up_head {
+                    let max_deg = if rng.random::<f32>() < 0.5 {
+                        MAX_TRAIN_LEAN_DEG
+                    } else {
+                        0.0
+                    };
+                    let (view, up) = leant(&v.cloud, max_deg, &mut rng);
+                    t[c + bins..].copy_from_slice(&up);
+                    std::borrow::Cow::Owned(view)
+                } else {
+                    std::borrow::Cow::Borrowed(&v.cloud)
+                };
+                for p in perturbed(&view, n, &mut rng) {
                     points.extend_from_slice(&p);
                 }
-                let t = &mut target[row * (c + bins)..(row + 1) * (c + bins)];
                 t[v.category] = 1.0;
                 if let Some(yaw) = v.yaw {
                     yaw_weight[row] = 1.0;
                     let soft = yaw_target(yaw, bins);
-                    t[c..].copy_from_slice(&soft);
+                    t[c..c + bins].copy_from_slice(&soft);
                 }
             }
             let b = batch.len();
             let loss = (|| -> candle_core::Result<Tensor> {
                 let x = Tensor::from_vec(points, (b, n, 3), &device)?;
                 let logits = net.forward_t(&x, true)?;
-                let target = Tensor::from_vec(target, (b, c + bins), &device)?;
+                let target = Tensor::from_vec(target, (b, outputs), &device)?;
                 let cat = soft_cross_entropy(&logits.narrow(1, 0, c)?, &target.narrow(1, 0, c)?)?;
                 let yaw =
                     soft_cross_entropy(&logits.narrow(1, c, bins)?, &target.narrow(1, c, bins)?)?;
                 let w = Tensor::from_vec(yaw_weight, b, &device)?;
-                (cat.mean(0)? + (yaw * w)?.mean(0)?)?.to_dtype(DType::F32)
+                let mut loss = (cat.mean(0)? + (yaw * w)?.mean(0)?)?;
+                if cfg.up_head {
+                    let up = logits.narrow(1, c + bins, 3)?;
+                    let truth = target.narrow(1, c + bins, 3)?;
+                    let norm = (up.sqr()?.sum(1)? + 1e-6)?.sqrt()?;
+                    let cos = ((&up * &truth)?.sum(1)? / norm)?;
+                    loss = (loss + (1.0 - cos)?.mean(0)?)?;
+                }
+                loss.to_dtype(DType::F32)
             })()
             .map_err(Error::candle("classifier loss"))?;
             total += f64::from(loss.to_scalar::<f32>().map_err(Error::candle("loss"))?) * b as f64;
@@ -360,9 +428,23 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
     } else {
         None
     };
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed + 1);
+    let leaning: Vec<View> = val
+        .iter()
+        .map(|v| {
+            let (cloud, up) = leant(&v.cloud, VAL_LEAN_DEG, &mut rng);
+            View {
+                cloud,
+                category: v.category,
+                yaw: v.yaw,
+                up,
+            }
+        })
+        .collect();
     Ok(ClassifierReport {
         categories: cfg.categories.clone(),
         views: evaluate(&classifier, &val)?,
+        leaning_views: evaluate(&classifier, &leaning)?,
         scenes,
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -393,9 +475,14 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
     let cfg = &classifier.config;
     let mut per_category = vec![(0usize, 0usize); cfg.categories.len()];
     let mut yaw_errors_deg = Vec::new();
+    let mut up_errors_deg = Vec::new();
     for chunk in val.chunks(64) {
         let clouds: Vec<&Cloud> = chunk.iter().map(|v| &v.cloud).collect();
         for (v, verdict) in chunk.iter().zip(classifier.classify(&clouds)?) {
+            if let Some(up) = verdict.up {
+                let cos = Vector3::from(up).dot(&Vector3::from(v.up));
+                up_errors_deg.push(cos.clamp(-1.0, 1.0).acos().to_degrees());
+            }
             let best = (0..verdict.probabilities.len())
                 .max_by(|&a, &b| verdict.probabilities[a].total_cmp(&verdict.probabilities[b]))
                 .unwrap_or(0);
@@ -414,6 +501,7 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
     Ok(Validation {
         per_category,
         yaw_errors_deg,
+        up_errors_deg,
     })
 }
 

@@ -84,6 +84,11 @@ pub struct AugmentConfig {
     /// (uniform per cloud; 0 = off): the node drops a support plane's inliers, about a
     /// centimetre, which is a quarter of a shallow bowl.
     pub floor_cut: f32,
+    /// Lean each training cloud, after `rotation`, by an angle uniform in `[0, lean_deg]`
+    /// degrees about a random horizontal axis (0 = off): what is left of a tilt after the
+    /// classifier levels an object by its estimate of up, or does not level it because
+    /// it leans less than `deploy::classifier::MIN_LEAN_DEG`.
+    pub lean_deg: f32,
 }
 
 impl Default for AugmentConfig {
@@ -96,6 +101,7 @@ impl Default for AugmentConfig {
             partial_view_prob: 0.0,
             cut_prob: 0.0,
             floor_cut: 0.0,
+            lean_deg: 0.0,
         }
     }
 }
@@ -240,6 +246,9 @@ impl TrainConfig {
         }
         if !(0.0..0.9).contains(&self.augment.floor_cut) {
             return bad("augment.floor_cut", "must be in [0, 0.9)");
+        }
+        if !(0.0..=90.0).contains(&self.augment.lean_deg) {
+            return bad("augment.lean_deg", "must be in [0, 90] degrees");
         }
         if !(0.0..=1.0).contains(&self.augment.partial_view_prob) {
             return bad("augment.partial_view_prob", "must be in [0, 1]");

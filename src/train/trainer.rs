@@ -303,6 +303,7 @@ pub fn train(mut cfg: TrainConfig, resume: Option<&Path>) -> Result<TrainOutcome
             let posing = Posing {
                 rotation: cfg.augment.rotation,
                 seed: 0,
+                yaw_in_data: false,
             };
             let mge =
                 evaluate_models_posed(&data.class_id, &data.name, &data.val, &embedder, posing)
