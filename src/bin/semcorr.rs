@@ -418,14 +418,14 @@ fn main() -> Result<()> {
             };
             let selected = select_categories(&dataset, &categories)?;
             // Views in the view frame stand at a random yaw already (doc of `--rotate`).
-            let yaw_in_data = synth::is_view_frame_dataset(&data);
+            let yaw_in_data = rotate != RotationMode::None && synth::is_view_frame_dataset(&data);
             let posing = eval::Posing {
                 rotation: rotate,
                 seed,
                 yaw_in_data,
             };
             let report = eval::evaluate(&dataset, &selected, split, embedder.as_ref(), posing)?;
-            let how = if yaw_in_data && rotate != RotationMode::None {
+            let how = if yaw_in_data {
                 ", less its yaw: the views stand at a random yaw already"
             } else {
                 ""

@@ -11,9 +11,8 @@
 //!
 //! With a classifier (`classifier_path`) its verdict replaces the shape test: a model
 //! runs when its category's probability is within `category_gate` of the most likely
-//! category's, turned back by the classifier's yaw (round categories, and views whose yaw
-//! the classifier is unsure of, are not turned) and levelled by its up when the object
-//! leans ([`ObjectClassifier::turn_back`]).
+//! category's, turned back by the classifier's yaw (round categories are not turned) and
+//! levelled by its up when the object leans ([`ObjectClassifier::turn_back`]).
 //! Models of categories the classifier does not know run on every object, unturned. Its
 //! probabilities are first weighed by each model's size range against the view's size
 //! ([`size_weight`]): the classifier sees shapes scaled to one size.

@@ -15,9 +15,9 @@ pub mod params;
 pub use objects::{frame_name, CategoryScore, Classified, ObjectPose, ObjectResult, PoseSource};
 pub use params::{NodeParams, ParamValue, PARAMS};
 
+use crate::cloud::rotation::rotate_cloud;
 use crate::cloud::{Cloud, PrepareConfig, Prepared};
 use crate::deploy::classifier::ObjectClassifier;
-use crate::cloud::rotation::rotate_cloud;
 use crate::deploy::{DeployedModel, Runtime};
 use crate::error::{Error, Result};
 use crate::matching::{MatchParams, Matcher};

@@ -176,8 +176,8 @@ mod tests {
     use super::*;
     use crate::cloud::PrepareConfig;
     use crate::dataset::synth::{generate_models, SynthOptions};
-    use rand::SeedableRng;
     use nalgebra::Vector3;
+    use rand::SeedableRng;
 
     fn model() -> AnnotatedModel {
         let opts = SynthOptions {
