@@ -270,7 +270,10 @@ impl ObjectClassifier {
                 !self.config.round[top(&v.probabilities)] && v.yaw_confidence < SURE_YAW
             })
             .collect();
-        let again = self.read(&unsure.iter().map(|&i| clouds[i]).collect::<Vec<_>>(), THINNINGS)?;
+        let again = self.read(
+            &unsure.iter().map(|&i| clouds[i]).collect::<Vec<_>>(),
+            THINNINGS,
+        )?;
         for (&i, v) in unsure.iter().zip(again) {
             verdicts[i] = v;
         }
@@ -362,7 +365,9 @@ pub const SURE_YAW: f32 = 0.75;
 
 /// The index of the largest value.
 fn top(p: &[f32]) -> usize {
-    (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0)
+    (0..p.len())
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+        .unwrap_or(0)
 }
 
 /// [`ObjectClassifier::turn_back`] for a category that is `round` or not.
