@@ -156,6 +156,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The most likely category (the classifier's index).
+    pub fn most_likely(&self) -> usize {
+        let p = &self.probabilities;
+        (0..p.len())
+            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+            .unwrap_or(0)
+    }
+
     /// How far the object leans from the frame's up (+y), degrees; 0 without an up head.
     pub fn lean_deg(&self) -> f32 {
         self.up
@@ -169,6 +177,7 @@ impl Verdict {
 /// degrees, README "Any pose") would only add noise there; the models were trained
 /// to tolerate a few degrees.
 pub const MIN_LEAN_DEG: f32 = 6.0;
+
 /// A loaded classifier.
 pub struct ObjectClassifier {
     pub config: ClassifierConfig,
@@ -267,7 +276,7 @@ impl ObjectClassifier {
         let unsure: Vec<usize> = (0..verdicts.len())
             .filter(|&i| {
                 let v = &verdicts[i];
-                !self.config.round[top(&v.probabilities)] && v.yaw_confidence < SURE_YAW
+                !self.config.round[v.most_likely()] && v.yaw_confidence < SURE_YAW
             })
             .collect();
         let again = self.read(
@@ -362,13 +371,6 @@ pub const THINNINGS: usize = 4;
 
 /// A reading's yaw with less probability than this within a bin of it is read again.
 pub const SURE_YAW: f32 = 0.75;
-
-/// The index of the largest value.
-fn top(p: &[f32]) -> usize {
-    (0..p.len())
-        .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-        .unwrap_or(0)
-}
 
 /// [`ObjectClassifier::turn_back`] for a category that is `round` or not.
 fn turn_back(verdict: &Verdict, round: bool) -> Matrix3<f32> {

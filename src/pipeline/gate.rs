@@ -173,9 +173,7 @@ impl CategoryGate {
         let classified = verdicts
             .iter()
             .map(|v| {
-                let k = (0..known.len())
-                    .max_by(|&a, &b| v.probabilities[a].total_cmp(&v.probabilities[b]))
-                    .unwrap_or(0);
+                let k = v.most_likely();
                 let round = classifier.config.round[k];
                 Classified {
                     category: known[k].clone(),

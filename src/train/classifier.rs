@@ -480,9 +480,7 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
                 let cos = Vector3::from(up).dot(&Vector3::from(v.up));
                 up_errors_deg.push(cos.clamp(-1.0, 1.0).acos().to_degrees());
             }
-            let best = (0..verdict.probabilities.len())
-                .max_by(|&a, &b| verdict.probabilities[a].total_cmp(&verdict.probabilities[b]))
-                .unwrap_or(0);
+            let best = verdict.most_likely();
             per_category[v.category].0 += 1;
             if best == v.category {
                 per_category[v.category].1 += 1;
@@ -611,9 +609,7 @@ mod tests {
             assert!(drawn[v.category] == "pitcher" || drawn[v.category] == "laptop");
             let verdict = classifier.classify(&[&v.cloud]).unwrap().remove(0);
             let k = names.iter().position(|n| *n == drawn[v.category]).unwrap();
-            let best = (0..names.len())
-                .max_by(|&a, &b| verdict.probabilities[a].total_cmp(&verdict.probabilities[b]))
-                .unwrap();
+            let best = verdict.most_likely();
             if best == k {
                 let d = (verdict.yaw - yaw + 3.0 * std::f32::consts::PI)
                     .rem_euclid(std::f32::consts::TAU)
