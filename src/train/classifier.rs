@@ -414,8 +414,9 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
         .collect();
     let source = format!(
         "semcorr train-classifier: {} views per category (synth seed {}, partial, view frame), \
-         the objects of {} sample scenes at any yaw, {} epochs",
-        opts.views, opts.seed, opts.scenes, opts.epochs
+         the objects of {} sample scenes at any yaw, half of all leaning up to {} degrees, \
+         {} epochs",
+        opts.views, opts.seed, opts.scenes, MAX_TRAIN_LEAN_DEG, opts.epochs
     );
     ObjectClassifier::save(&opts.out, &cfg, &tensors, &source)?;
     let classifier = ObjectClassifier::load(&opts.out)?;
