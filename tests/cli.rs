@@ -339,35 +339,30 @@ fn eval_turns_views_back_with_the_classifier() {
         "--json",
         json("as.json").to_str().unwrap(),
     ]);
-    let text = semcorr(&[
-        "eval",
-        "--data",
-        d,
-        "--model",
-        m,
-        "--classifier",
-        classifier.to_str().unwrap(),
-        "--json",
-        json("turned.json").to_str().unwrap(),
-    ]);
+    // `eval` turned back by the classifier, with `extra` arguments; its report in `out`.
+    let turned_back = |extra: &[&str], out: &str| {
+        let path = json(out);
+        let mut args = vec![
+            "eval",
+            "--data",
+            d,
+            "--model",
+            m,
+            "--classifier",
+            classifier.to_str().unwrap(),
+            "--json",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        semcorr(&args)
+    };
+    let text = turned_back(&[], "turned.json");
     assert!(text.contains("turned back by the classifier"), "{text}");
     let (plain, turned) = (mean_mge(&json("as.json")), mean_mge(&json("turned.json")));
     assert!(turned < 0.6 * plain, "turned {turned} vs as seen {plain}");
     // Leaning up to 20 degrees: the views' own yaw stands for the rotation's (recorded),
     // and the classifier's up levels them, so little is lost.
-    let text = semcorr(&[
-        "eval",
-        "--data",
-        d,
-        "--model",
-        m,
-        "--classifier",
-        classifier.to_str().unwrap(),
-        "--rotate",
-        "tilt:20",
-        "--json",
-        json("leaning.json").to_str().unwrap(),
-    ]);
+    let text = turned_back(&["--rotate", "tilt:20"], "leaning.json");
     assert!(text.contains("less its yaw"), "{text}");
     let leaning = mean_mge(&json("leaning.json"));
     let v: serde_json::Value =
