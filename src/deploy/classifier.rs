@@ -12,12 +12,17 @@
 //! side, so an object turned back by that yaw reads as well as a canonical one.
 //!
 //! Network: per-point MLP 3-64-128-256 (linear, batch norm, ReLU), max over points, MLP
-//! 256-128, then one linear layer to `categories + yaw_bins` logits and, with
+//! 256-128, then one linear layer to `categories` logits, `yaw_bins` yaw logits per
+//! category (`yaw_per_category`; one block shared by all in older files) and, with
 //! `up_head`, three more outputs: the object's up axis in the view. Input: the view
 //! normalised (bounding-box centre at the origin, diagonal 1) and thinned to
 //! `num_points`. Yaw: `yaw_bins` evenly spaced bins of the object's turn about its own up
 //! from its canonical pose (its front, +z, toward `(sin yaw, 0, cos yaw)` when upright);
-//! round categories have none (trained without a yaw target). Up: what levels an object
+//! round categories have none (trained without a yaw target). A yaw block per category
+//! because each category's canonical front is its own: a mug's handle is at its side, a
+//! pitcher's at its back, so a view that could be either gave a shared block two peaks a
+//! quarter turn apart, and the mug model was turned by the pitcher's (README, "Any
+//! pose"). Up: what levels an object
 //! that does not stand upright in the frame (leaning against something, or a frame no
 //! table levelled) before it is turned back ([`ObjectClassifier::turn_back`]).
 //!
@@ -60,6 +65,10 @@ pub struct ClassifierConfig {
     /// first written) have no such head, and their checksums stay valid.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub up_head: bool,
+    /// One block of yaw bins per category instead of one shared block. Older files have
+    /// the shared block, and their checksums stay valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub yaw_per_category: bool,
 }
 
 impl ClassifierConfig {
@@ -72,6 +81,7 @@ impl ClassifierConfig {
             point_widths: vec![64, 128, 256],
             head_widths: vec![128],
             up_head: true,
+            yaw_per_category: true,
         }
     }
 
@@ -96,7 +106,28 @@ impl ClassifierConfig {
     }
 
     pub fn outputs(&self) -> usize {
-        self.categories.len() + self.yaw_bins + if self.up_head { 3 } else { 0 }
+        self.categories.len() + self.yaw_blocks() * self.yaw_bins + if self.up_head { 3 } else { 0 }
+    }
+
+    /// How many blocks of yaw bins follow the category logits.
+    pub fn yaw_blocks(&self) -> usize {
+        if self.yaw_per_category {
+            self.categories.len()
+        } else {
+            1
+        }
+    }
+
+    /// The output range of category `k`'s yaw bins.
+    pub fn yaw_range(&self, k: usize) -> std::ops::Range<usize> {
+        let block = if self.yaw_per_category { k } else { 0 };
+        let start = self.categories.len() + block * self.yaw_bins;
+        start..start + self.yaw_bins
+    }
+
+    /// Where the up head's three outputs start.
+    pub fn up_start(&self) -> usize {
+        self.categories.len() + self.yaw_blocks() * self.yaw_bins
     }
 }
 
@@ -127,8 +158,8 @@ impl ClassifierNet {
         Ok(ClassifierNet { points, head, out })
     }
 
-    /// `points` `[B, N, 3]` -> `[B, categories + yaw_bins (+ 3)]`: category and yaw
-    /// logits, then the up head's raw vector.
+    /// `points` `[B, N, 3]` -> `[B, outputs]`: category and yaw logits, then the up
+    /// head's raw vector ([`ClassifierConfig::outputs`]).
     pub fn forward_t(&self, points: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let (b, n, _) = points.dims3()?;
         let x = points.reshape((b * n, 3))?;
@@ -145,11 +176,12 @@ impl ClassifierNet {
 pub struct Verdict {
     /// Per category (the classifier's order), summing to 1.
     pub probabilities: Vec<f32>,
-    /// The object's turn about up from its canonical pose, radians in (-pi, pi].
-    pub yaw: f32,
-    /// Probability mass of the yaw's bin and its two neighbours: low when the view does
-    /// not show which way the object faces (a mug with its handle hidden).
-    pub yaw_confidence: f32,
+    /// Per category, were the object of that category: its turn about up from the
+    /// category's canonical pose (radians in (-pi, pi]), and the probability mass of that
+    /// yaw's bin and its two neighbours, low when the view does not show which way the
+    /// object faces (a mug with its handle hidden). The same for every category with a
+    /// shared yaw block.
+    pub yaws: Vec<(f32, f32)>,
     /// The object's up axis in the view (unit), with an up head; its yaw is about this
     /// axis.
     pub up: Option<[f32; 3]>,
@@ -162,6 +194,16 @@ impl Verdict {
         (0..p.len())
             .max_by(|&a, &b| p[a].total_cmp(&p[b]))
             .unwrap_or(0)
+    }
+
+    /// The object's yaw were it of category `k` (radians, in (-pi, pi]).
+    pub fn yaw(&self, k: usize) -> f32 {
+        self.yaws[k].0
+    }
+
+    /// How sure the reading is of [`Self::yaw`]`(k)`, in [0, 1].
+    pub fn yaw_confidence(&self, k: usize) -> f32 {
+        self.yaws[k].1
     }
 
     /// How far the object leans from the frame's up (+y), degrees; 0 without an up head.
@@ -261,7 +303,7 @@ impl ObjectClassifier {
     /// view (read as facing the sensor, the rule before the convention) was measured
     /// worse (README, "Any pose").
     pub fn turn_back(&self, verdict: &Verdict, k: usize) -> Matrix3<f32> {
-        turn_back(verdict, self.config.round[k])
+        turn_back(verdict, k, self.config.round[k])
     }
 
     /// Verdicts for views in the model frame (y up, the sensor toward +z), each read once.
@@ -276,7 +318,8 @@ impl ObjectClassifier {
         let unsure: Vec<usize> = (0..verdicts.len())
             .filter(|&i| {
                 let v = &verdicts[i];
-                !self.config.round[v.most_likely()] && v.yaw_confidence < SURE_YAW
+                let k = v.most_likely();
+                !self.config.round[k] && v.yaw_confidence(k) < SURE_YAW
             })
             .collect();
         let again = self.read(
@@ -331,31 +374,32 @@ impl ObjectClassifier {
             .and_then(|t| t.to_vec2::<f32>())
             .map_err(Error::candle("classifier forward"))?;
         let c = self.config.categories.len();
-        let bins = self.config.yaw_bins;
+        let cfg = &self.config;
         Ok(logits
             .chunks(thinnings)
             .map(|readings| {
                 // The readings' mean logits (a geometric mean of their probabilities: as
                 // sure as the readings agree, where an arithmetic mean would soften every
                 // verdict and let more models past `category_gate`).
-                let mut row = vec![0f32; self.config.outputs()];
+                let mut row = vec![0f32; cfg.outputs()];
                 for r in readings {
                     row.iter_mut()
                         .zip(r)
                         .for_each(|(m, v)| *m += v / thinnings as f32);
                 }
                 let probabilities = softmax(&row[..c]);
-                let (yaw, yaw_confidence) = decode_yaw(&softmax(&row[c..c + bins]));
-                let up = self
-                    .config
+                let yaws = (0..c)
+                    .map(|k| decode_yaw(&softmax(&row[cfg.yaw_range(k)])))
+                    .collect();
+                let u = cfg.up_start();
+                let up = cfg
                     .up_head
-                    .then(|| Vector3::new(row[c + bins], row[c + bins + 1], row[c + bins + 2]))
+                    .then(|| Vector3::new(row[u], row[u + 1], row[u + 2]))
                     .filter(|u| u.norm() > 1e-6)
                     .map(|u| u.normalize().into());
                 Verdict {
                     probabilities,
-                    yaw,
-                    yaw_confidence,
+                    yaws,
                     up,
                 }
             })
@@ -373,8 +417,8 @@ pub const THINNINGS: usize = 4;
 pub const SURE_YAW: f32 = 0.75;
 
 /// [`ObjectClassifier::turn_back`] for a category that is `round` or not.
-fn turn_back(verdict: &Verdict, round: bool) -> Matrix3<f32> {
-    let yaw = if round { 0.0 } else { -verdict.yaw };
+fn turn_back(verdict: &Verdict, k: usize, round: bool) -> Matrix3<f32> {
+    let yaw = if round { 0.0 } else { -verdict.yaw(k) };
     (about_up(yaw) * level(verdict)).into_inner()
 }
 
@@ -538,16 +582,15 @@ mod tests {
             let r = Rotation3::from_axis_angle(&Vector3::x_axis(), deg.to_radians());
             let u = r * Vector3::y();
             Verdict {
-                probabilities: vec![1.0],
-                yaw: 0.5,
-                yaw_confidence: 0.9,
+                probabilities: vec![0.6, 0.4],
+                yaws: vec![(0.5, 0.9), (1.5, 0.5)],
                 up: Some([u.x, u.y, u.z]),
             }
         };
         // A clear lean: the object's up goes to +y, then the yaw is undone about it.
         let v = leaning(20.0);
         assert!((v.lean_deg() - 20.0).abs() < 1e-3);
-        let t = turn_back(&v, false);
+        let t = turn_back(&v, 0, false);
         assert!((t * Vector3::from(v.up.unwrap()) - Vector3::y()).norm() < 1e-5);
         let front = t
             * (Rotation3::from_axis_angle(&Vector3::x_axis(), 20f32.to_radians())
@@ -555,16 +598,39 @@ mod tests {
                 * Vector3::z());
         assert!((front - Vector3::z()).norm() < 1e-4, "{front:?}");
         // Within MIN_LEAN_DEG the frame's up is trusted: only the yaw is undone.
-        let t = turn_back(&leaning(3.0), false);
+        let t = turn_back(&leaning(3.0), 0, false);
         assert!((t - about_up(-0.5).into_inner()).norm() < 1e-6);
+        // Each category is turned back by its own yaw.
+        let t = turn_back(&leaning(3.0), 1, false);
+        assert!((t - about_up(-1.5).into_inner()).norm() < 1e-6);
         // Round categories keep their yaw (none to undo) but are levelled.
-        let t = turn_back(&v, true);
+        let t = turn_back(&v, 0, true);
         assert!((t * Vector3::from(v.up.unwrap()) - Vector3::y()).norm() < 1e-5);
         assert!((t * Vector3::z()).x.abs() < 1e-5, "no turn about up: {t:?}");
         // Without an up head nothing is levelled.
         let flat = Verdict { up: None, ..v };
         assert_eq!(flat.lean_deg(), 0.0);
-        assert!((turn_back(&flat, false) - about_up(-0.5).into_inner()).norm() < 1e-6);
+        assert!((turn_back(&flat, 0, false) - about_up(-0.5).into_inner()).norm() < 1e-6);
+    }
+
+    #[test]
+    fn outputs_are_categories_then_yaw_blocks_then_up() {
+        let names = ["mug", "bowl", "pitcher"].map(String::from).to_vec();
+        let mut cfg = ClassifierConfig::new(names, vec![false, true, false]);
+        assert!(cfg.yaw_per_category && cfg.up_head);
+        assert_eq!(cfg.yaw_range(0), 3..27);
+        assert_eq!(cfg.yaw_range(2), 51..75);
+        assert_eq!((cfg.up_start(), cfg.outputs()), (75, 78));
+        // Files written before per-category yaw share one block.
+        cfg.yaw_per_category = false;
+        assert_eq!((cfg.yaw_range(0), cfg.yaw_range(2)), (3..27, 3..27));
+        assert_eq!((cfg.up_start(), cfg.outputs()), (27, 30));
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(!json.contains("yaw_per_category"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<ClassifierConfig>(&json).unwrap(),
+            cfg
+        );
     }
 
     #[test]

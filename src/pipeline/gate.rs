@@ -178,8 +178,8 @@ impl CategoryGate {
                 Classified {
                     category: known[k].clone(),
                     probability: v.probabilities[k],
-                    yaw_deg: if round { 0.0 } else { v.yaw.to_degrees() },
-                    yaw_confidence: if round { 0.0 } else { v.yaw_confidence },
+                    yaw_deg: if round { 0.0 } else { v.yaw(k).to_degrees() },
+                    yaw_confidence: if round { 0.0 } else { v.yaw_confidence(k) },
                     lean_deg: v.lean_deg(),
                 }
             })

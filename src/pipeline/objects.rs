@@ -24,6 +24,13 @@ use serde::Serialize;
 /// A cluster more than this many times the fitted object size across is not that object.
 pub const MAX_EXTENT_OVER_SIZE: f32 = 1.5;
 
+/// Along each axis of its fitted pose, a view spans at least this share of what the pose
+/// gives the category's keypoints (the templates' canonical positions, scaled). A view
+/// shows an object's full height and width and about half its depth (its near side), and
+/// an image border can cut it; a view much thinner along any axis is not that object (a
+/// flat patch of a room fitted as a jug 6 mm thick).
+pub const MIN_EXTENT_SHARE: f32 = 0.15;
+
 /// One model's verdict on one object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryScore {
@@ -206,9 +213,10 @@ pub(super) fn read(
         let fitted = fit_pose(&pairs, motion, &s.pose);
         // A size the category never has: the closed-set model matched an object it does
         // not know (the scale maps the canonical diagonal of 1 to the object's).
-        let size_refusal = fitted
-            .as_ref()
-            .and_then(|pose| outside_size_range(model, pose.scale));
+        let size_refusal = fitted.as_ref().and_then(|pose| {
+            outside_size_range(model, pose.scale)
+                .or_else(|| too_thin(model, pose, &candidate.cloud.points))
+        });
         match fitted {
             Some(pose) if extent > MAX_EXTENT_OVER_SIZE * pose.scale => (Vec::new(), None),
             Some(_) if size_refusal.is_some() => {
@@ -255,6 +263,49 @@ fn outside_size_range(model: &DeployedModel, scale: f32) -> Option<String> {
         format!(
             "fitted as a {name} it is {scale:.2} m across, outside the {name}'s {lo:.2}-{hi:.2} m"
         )
+    })
+}
+
+/// Why the view `points` is too thin to be `model`'s category at `pose`, if it is
+/// ([`MIN_EXTENT_SHARE`]).
+fn too_thin(model: &DeployedModel, pose: &Pose, points: &[[f32; 3]]) -> Option<String> {
+    let canonical: Vec<[f32; 3]> = model
+        .templates
+        .templates
+        .iter()
+        .filter_map(|t| t.position)
+        .collect();
+    thinner_than_keypoints(&canonical, pose, points).map(|why| {
+        let name = &model.category.name;
+        format!("fitted as a {name} {why}")
+    })
+}
+
+/// [`too_thin`] for keypoints at `canonical` positions (the model frame).
+fn thinner_than_keypoints(
+    canonical: &[[f32; 3]],
+    pose: &Pose,
+    points: &[[f32; 3]],
+) -> Option<String> {
+    const AXES: [&str; 3] = ["side to side", "in height", "front to back"];
+    (0..3).find_map(|k| {
+        let span = |values: &mut dyn Iterator<Item = f32>| {
+            let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            hi - lo
+        };
+        let expected = span(&mut canonical.iter().map(|p| p[k])) * pose.scale;
+        let axis = pose.rotation * Vector3::ith(k, 1.0);
+        let seen = span(&mut points.iter().map(|p| Vector3::from(*p).dot(&axis)));
+        (expected.is_finite() && seen < MIN_EXTENT_SHARE * expected).then(|| {
+            format!(
+                "its keypoints span {:.0} mm {}, the view only {:.0} mm",
+                expected * 1e3,
+                AXES[k],
+                seen * 1e3
+            )
+        })
     })
 }
 
@@ -375,5 +426,39 @@ mod tests {
         assert!((p.size[1] - 0.1).abs() < 1e-5 && (p.size[2] - 0.2).abs() < 1e-5);
         assert!(p.size[0].abs() < 1e-5);
         assert_eq!(frame_name("semcorr/", "mug", 2), "semcorr/mug_2");
+    }
+
+    #[test]
+    fn a_view_thinner_than_its_keypoints_along_an_axis_is_refused() {
+        // Keypoints spanning a 0.6 x 0.8 x 0.4 box (model frame), posed at scale 0.25 and
+        // turned a quarter about up: the object is 0.1 m front to back along input x.
+        let canonical = [[-0.3, -0.4, -0.2], [0.3, 0.4, 0.2], [0.0, 0.0, 0.0]];
+        let pose = Pose {
+            rotation: Rotation3::from_axis_angle(&Vector3::y_axis(), std::f32::consts::FRAC_PI_2),
+            scale: 0.25,
+            translation: Vector3::new(1.0, 0.0, 0.0),
+            inliers: vec![0, 1, 2],
+            rms: 0.0,
+        };
+        let slab = |thickness: f32| -> Vec<[f32; 3]> {
+            (0..100)
+                .map(|i| {
+                    let (a, b) = ((i % 10) as f32 / 9.0, (i / 10) as f32 / 9.0);
+                    [
+                        1.0 + thickness * (a - 0.5),
+                        0.2 * (b - 0.5),
+                        0.15 * (a - 0.5),
+                    ]
+                })
+                .collect()
+        };
+        // Half its depth seen, as a view shows it: kept.
+        assert_eq!(thinner_than_keypoints(&canonical, &pose, &slab(0.05)), None);
+        // A sheet 6 mm thick where 100 mm are expected: refused, naming the axis.
+        let why = thinner_than_keypoints(&canonical, &pose, &slab(0.006)).unwrap();
+        assert!(
+            why.contains("100 mm front to back, the view only 6 mm"),
+            "{why}"
+        );
     }
 }

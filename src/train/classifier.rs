@@ -337,7 +337,8 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
     )
     .map_err(Error::candle("optimizer"))?;
     let c = cfg.categories.len();
-    let bins = cfg.yaw_bins;
+    let (bins, blocks) = (cfg.yaw_bins, cfg.yaw_blocks());
+    let up_start = cfg.up_start();
     let outputs = cfg.outputs();
     let n = cfg.num_points;
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -362,7 +363,7 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
                         0.0
                     };
                     let (view, up) = leant(&v.cloud, max_deg, &mut rng);
-                    t[c + bins..].copy_from_slice(&up);
+                    t[up_start..].copy_from_slice(&up);
                     std::borrow::Cow::Owned(view)
                 } else {
                     std::borrow::Cow::Borrowed(&v.cloud)
@@ -374,7 +375,7 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
                 if let Some(yaw) = v.yaw {
                     yaw_weight[row] = 1.0;
                     let soft = yaw_target(yaw, bins);
-                    t[c..c + bins].copy_from_slice(&soft);
+                    t[cfg.yaw_range(v.category)].copy_from_slice(&soft);
                 }
             }
             let b = batch.len();
@@ -383,13 +384,21 @@ pub fn train_classifier(opts: &ClassifierTraining) -> Result<ClassifierReport> {
                 let logits = net.forward_t(&x, true)?;
                 let target = Tensor::from_vec(target, (b, outputs), &device)?;
                 let cat = soft_cross_entropy(&logits.narrow(1, 0, c)?, &target.narrow(1, 0, c)?)?;
-                let yaw =
-                    soft_cross_entropy(&logits.narrow(1, c, bins)?, &target.narrow(1, c, bins)?)?;
+                // Per block a softmax over its bins; only the true category's block has
+                // a target (the others' are zero), so only it is trained.
+                let yaw = soft_cross_entropy(
+                    &logits
+                        .narrow(1, c, blocks * bins)?
+                        .reshape((b, blocks, bins))?,
+                    &target
+                        .narrow(1, c, blocks * bins)?
+                        .reshape((b, blocks, bins))?,
+                )?;
                 let w = Tensor::from_vec(yaw_weight, b, &device)?;
                 let mut loss = (cat.mean(0)? + (yaw * w)?.mean(0)?)?;
                 if cfg.up_head {
-                    let up = logits.narrow(1, c + bins, 3)?;
-                    let truth = target.narrow(1, c + bins, 3)?;
+                    let up = logits.narrow(1, up_start, 3)?;
+                    let truth = target.narrow(1, up_start, 3)?;
                     let norm = (up.sqr()?.sum(1)? + 1e-6)?.sqrt()?;
                     let cos = ((&up * &truth)?.sum(1)? / norm)?;
                     loss = (loss + (1.0 - cos)?.mean(0)?)?;
@@ -463,10 +472,11 @@ fn yaw_target(yaw: f32, bins: usize) -> Vec<f32> {
     w.iter().map(|v| v / sum).collect()
 }
 
-/// Per row: `-sum(target * log_softmax(logits))`.
+/// Per row (the first dimension): `-sum(target * log_softmax(logits))`, the softmax over
+/// the last dimension and the sum over all others.
 fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    (target * logp)?.sum(1)?.neg()
+    (target * logp)?.flatten_from(1)?.sum(1)?.neg()
 }
 
 fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
@@ -486,7 +496,7 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
             if best == v.category {
                 per_category[v.category].1 += 1;
                 if let Some(yaw) = v.yaw {
-                    let d = (verdict.yaw - yaw + 3.0 * std::f32::consts::PI)
+                    let d = (verdict.yaw(best) - yaw + 3.0 * std::f32::consts::PI)
                         .rem_euclid(std::f32::consts::TAU)
                         - std::f32::consts::PI;
                     yaw_errors_deg.push(d.abs().to_degrees());
@@ -612,7 +622,7 @@ mod tests {
             let k = names.iter().position(|n| *n == drawn[v.category]).unwrap();
             let best = verdict.most_likely();
             if best == k {
-                let d = (verdict.yaw - yaw + 3.0 * std::f32::consts::PI)
+                let d = (verdict.yaw(k) - yaw + 3.0 * std::f32::consts::PI)
                     .rem_euclid(std::f32::consts::TAU)
                     - std::f32::consts::PI;
                 errors.push(d.abs().to_degrees());
