@@ -25,7 +25,8 @@
 //!    above the bounding-box centre, as a robot looks at a table top; distance 2–3
 //!    bounding-box diagonals) sees a denser sample (`PARTIAL_DENSE_FACTOR` × `num_points`
 //!    or more, so that at least 1.25 × `num_points` are visible); hidden points are
-//!    removed ([`crate::cloud::visibility`]) before farthest-point sampling.
+//!    removed ([`crate::cloud::visibility`]) before farthest-point sampling. A category
+//!    that rests lying on a table (the knife) is laid on its side first.
 //! 4. The cloud is normalised ShapeNet-style (bounding-box centre at the origin, diagonal 1,
 //!    y up; objects face +z; left and right are as seen from the front, right = +x,
 //!    except the airplane's, which are the pilot's).
@@ -236,6 +237,8 @@ struct Spec {
     /// A surface of revolution (up to small parts): its yaw, and so its "front", is a
     /// convention (the side toward the viewer), not something a cloud shows.
     round: bool,
+    /// On a table it lies on its side ([`laid_flat`]): single views show it so.
+    lies_flat: bool,
 }
 
 /// A drawn shape: mesh, a target per semantic point (None: the part is absent) and traits.
@@ -309,6 +312,7 @@ const SPECS: &[Spec] = &[
         points: vessels::MUG_POINTS,
         build: vessels::mug,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "bottle",
@@ -316,6 +320,7 @@ const SPECS: &[Spec] = &[
         points: vessels::BOTTLE_POINTS,
         build: vessels::bottle,
         round: true,
+        lies_flat: false,
     },
     Spec {
         name: "chair",
@@ -323,6 +328,7 @@ const SPECS: &[Spec] = &[
         points: furniture::CHAIR_POINTS,
         build: furniture::chair,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "table",
@@ -330,6 +336,7 @@ const SPECS: &[Spec] = &[
         points: furniture::TABLE_POINTS,
         build: furniture::table,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "lamp",
@@ -337,6 +344,7 @@ const SPECS: &[Spec] = &[
         points: lamp::LAMP_POINTS,
         build: lamp::lamp,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "airplane",
@@ -344,6 +352,7 @@ const SPECS: &[Spec] = &[
         points: airplane::AIRPLANE_POINTS,
         build: airplane::airplane,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "knife",
@@ -351,6 +360,7 @@ const SPECS: &[Spec] = &[
         points: flat::KNIFE_POINTS,
         build: flat::knife,
         round: false,
+        lies_flat: true,
     },
     Spec {
         name: "guitar",
@@ -358,6 +368,7 @@ const SPECS: &[Spec] = &[
         points: flat::GUITAR_POINTS,
         build: flat::guitar,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "bowl",
@@ -365,6 +376,7 @@ const SPECS: &[Spec] = &[
         points: tabletop::BOWL_POINTS,
         build: tabletop::bowl,
         round: true,
+        lies_flat: false,
     },
     Spec {
         name: "can",
@@ -372,6 +384,7 @@ const SPECS: &[Spec] = &[
         points: tabletop::CAN_POINTS,
         build: tabletop::can,
         round: true,
+        lies_flat: false,
     },
     Spec {
         name: "pitcher",
@@ -379,6 +392,7 @@ const SPECS: &[Spec] = &[
         points: tabletop::PITCHER_POINTS,
         build: tabletop::pitcher,
         round: false,
+        lies_flat: false,
     },
     Spec {
         name: "laptop",
@@ -386,6 +400,7 @@ const SPECS: &[Spec] = &[
         points: tabletop::LAPTOP_POINTS,
         build: tabletop::laptop,
         round: false,
+        lies_flat: false,
     },
 ];
 
@@ -520,8 +535,11 @@ fn model_id(seed: u64, spec: &Spec, index: usize, salt: u64) -> String {
 
 fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(&[opts.seed, class_number(spec), index as u64, 0]));
-    let built = (spec.build)(&mut rng);
+    let mut built = (spec.build)(&mut rng);
     debug_assert_eq!(built.targets.len(), spec.points.len());
+    if opts.partial && spec.lies_flat {
+        built = laid_flat(built, &mut rng);
+    }
     let mesh = built.mesh.to_trimesh();
     let (lo, hi) = built.mesh.bbox();
     let diag = (hi - lo).norm();
@@ -662,6 +680,22 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
         cloud,
         traits: built.traits,
         view_yaw,
+    }
+}
+
+/// A shape that lies on its side on a table, as a sensor sees a knife: turned a quarter
+/// about its length (x) so its front (+z) faces up, or its back at random (trait
+/// "face_up": 1 front, 0 back). Its canonical pose on a table is front up; lying back up
+/// is that pose turned half about its length, spine and edge swapped.
+fn laid_flat(built: Built, rng: &mut ChaCha8Rng) -> Built {
+    let front_up = chance(rng, 0.5);
+    let turn = mesh::rot_x(if front_up { -1.0 } else { 1.0 } * std::f32::consts::FRAC_PI_2);
+    let mut traits = built.traits;
+    traits.push(("face_up", u32::from(front_up)));
+    Built {
+        mesh: built.mesh.placed(turn, V3::zeros()),
+        targets: built.targets.iter().map(|t| t.map(|t| turn * t)).collect(),
+        traits,
     }
 }
 
@@ -1096,6 +1130,47 @@ mod tests {
         assert!(yaws(true).iter().any(|y| y.abs() > 0.5), "{:?}", yaws(true));
         let cans = generate_models("can", &o).unwrap();
         assert!(cans.iter().all(|m| m.view_yaw == Some(0.0)));
+    }
+
+    /// Single views of a knife show it lying on its side, front or back up, its keypoints
+    /// laid with it; complete clouds keep it standing on its edge.
+    #[test]
+    fn single_views_show_a_knife_lying_flat() {
+        // Blade heel (2) and spine start (4): one above the other on a standing knife,
+        // side by side on a lying one.
+        let heel_to_spine = |m: &SynthModel| {
+            let at = |id: u32| {
+                let k = m
+                    .annotation
+                    .keypoints
+                    .iter()
+                    .find(|k| k.semantic_id == id)?;
+                Some(nalgebra::Vector3::from(k.xyz))
+            };
+            let d = at(4)? - at(2)?;
+            Some((d.y.abs(), d.x.hypot(d.z)))
+        };
+        let o = |partial| SynthOptions {
+            num_points: 256,
+            partial,
+            ..opts(24, 7)
+        };
+        let views = generate_models("knife", &o(true)).unwrap();
+        let lying: Vec<_> = views.iter().filter_map(heel_to_spine).collect();
+        assert!(lying.len() >= 6, "{lying:?}");
+        assert!(
+            lying.iter().all(|&(up, across)| up < 0.5 * across),
+            "{lying:?}"
+        );
+        for face in [0, 1] {
+            assert!(views.iter().any(|m| m.traits.contains(&("face_up", face))));
+        }
+        let complete = generate_models("knife", &o(false)).unwrap();
+        let standing: Vec<_> = complete.iter().filter_map(heel_to_spine).collect();
+        assert!(
+            standing.iter().all(|&(up, across)| up > across),
+            "{standing:?}"
+        );
     }
 
     /// In the view frame every camera lies toward +z: what a view shows (its points'

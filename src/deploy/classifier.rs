@@ -21,10 +21,10 @@
 //! round categories have none (trained without a yaw target). A yaw block per category
 //! because each category's canonical front is its own: a mug's handle is at its side, a
 //! pitcher's at its back, so a view that could be either gave a shared block two peaks a
-//! quarter turn apart, and the mug model was turned by the pitcher's (README, "Any
-//! pose"). Up: what levels an object
-//! that does not stand upright in the frame (leaning against something, or a frame no
-//! table levelled) before it is turned back ([`ObjectClassifier::turn_back`]).
+//! quarter turn apart, and the mug model was turned by the pitcher's (README, "The
+//! tabletop zoo at any yaw"). Up: what levels an object that does not stand upright in
+//! the frame (leaning against something, or a frame no table levelled) before it is
+//! turned back ([`ObjectClassifier::turn_back`]).
 //!
 //! It runs on the CPU whatever the node's `device`: 256 points per object (the embedding
 //! models take 1024) and no per-point layers after the max-pool.
@@ -106,7 +106,7 @@ impl ClassifierConfig {
     }
 
     pub fn outputs(&self) -> usize {
-        self.categories.len() + self.yaw_blocks() * self.yaw_bins + if self.up_head { 3 } else { 0 }
+        self.up_start() + if self.up_head { 3 } else { 0 }
     }
 
     /// How many blocks of yaw bins follow the category logits.

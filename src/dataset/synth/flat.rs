@@ -5,7 +5,9 @@
 //! 0.12–0.3; chef (35%: edge curving up to a high tip), dagger (20%: double-edged,
 //! symmetric), cleaver (20%: tall rectangle) or utility (25%: straight edge, clipped tip).
 //! Handle: an oval tube 0.4–0.8 long along −x. Guard (50%): a crossbar at the heel.
-//! Pommel (30%): a knob at the handle's end.
+//! Pommel (30%): a knob at the handle's end. Single views (`synth --partial`) show it as it
+//! rests on a table, lying on its side: front (+z) up, or back up at random (the trait
+//! `face_up`); complete clouds show it standing on its edge.
 //!
 //! | id | annotator | point | notes |
 //! |----|-----------|-------|-------|
