@@ -157,7 +157,8 @@ pub(super) struct Reading {
     pub supported: Vec<usize>,
     pub pose: Option<Pose>,
     pub score: CategoryScore,
-    /// Why the model's category is ruled out whatever the score (its size range).
+    /// Why the model's category is ruled out whatever the score (its size range, or a view
+    /// too thin for it).
     pub refused: Option<String>,
 }
 
@@ -211,16 +212,17 @@ pub(super) fn read(
         let (lo, hi) = candidate.cloud.bounds();
         let extent = crate::cloud::dist2(&lo, &hi).sqrt();
         let fitted = fit_pose(&pairs, motion, &s.pose);
-        // A size the category never has: the closed-set model matched an object it does
-        // not know (the scale maps the canonical diagonal of 1 to the object's).
-        let size_refusal = fitted.as_ref().and_then(|pose| {
+        // A size the category never has, or a view thinner than the posed keypoints: the
+        // closed-set model matched an object it does not know (the scale maps the
+        // canonical diagonal of 1 to the object's).
+        let refusal = fitted.as_ref().and_then(|pose| {
             outside_size_range(model, pose.scale)
                 .or_else(|| too_thin(model, pose, &candidate.cloud.points))
         });
         match fitted {
             Some(pose) if extent > MAX_EXTENT_OVER_SIZE * pose.scale => (Vec::new(), None),
-            Some(_) if size_refusal.is_some() => {
-                refused = size_refusal;
+            Some(_) if refusal.is_some() => {
+                refused = refusal;
                 (Vec::new(), None)
             }
             Some(pose) => (
