@@ -505,6 +505,12 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / sum).collect()
 }
 
+/// `a - b` wrapped into [-pi, pi) (radians): how far one yaw is turned from another.
+pub fn yaw_difference(a: f32, b: f32) -> f32 {
+    use std::f32::consts::{PI, TAU};
+    (a - b + 3.0 * PI).rem_euclid(TAU) - PI
+}
+
 /// The yaw (radians in (-pi, pi]) of the most likely bin, refined by its neighbours'
 /// probabilities (a circular mean of the three), and the three's mass.
 pub fn decode_yaw(p: &[f32]) -> (f32, f32) {
@@ -571,8 +577,7 @@ mod tests {
         p[13] = 0.1;
         let (yaw, _) = decode_yaw(&p);
         let want = std::f32::consts::PI + 0.1 * std::f32::consts::TAU / 24.0;
-        let diff = (yaw - want + 3.0 * std::f32::consts::PI).rem_euclid(std::f32::consts::TAU)
-            - std::f32::consts::PI;
+        let diff = yaw_difference(yaw, want);
         assert!(diff.abs() < 0.02, "{yaw} vs {want}");
     }
 

@@ -29,7 +29,7 @@ use crate::cloud::rotation::{rotate_cloud, RotationMode};
 use crate::cloud::Cloud;
 use crate::dataset::synth::{generate_models, is_round, SynthOptions};
 use crate::deploy::classifier::{
-    classifier_input, ClassifierConfig, ClassifierNet, ObjectClassifier,
+    classifier_input, yaw_difference, ClassifierConfig, ClassifierNet, ObjectClassifier,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::objects::Candidate;
@@ -462,9 +462,7 @@ fn yaw_target(yaw: f32, bins: usize) -> Vec<f32> {
     let step = std::f32::consts::TAU / bins as f32;
     let w: Vec<f32> = (0..bins)
         .map(|k| {
-            let d = (k as f32 * step - yaw + 3.0 * std::f32::consts::PI)
-                .rem_euclid(std::f32::consts::TAU)
-                - std::f32::consts::PI;
+            let d = yaw_difference(k as f32 * step, yaw);
             (-(d / step).powi(2) / 2.0).exp()
         })
         .collect();
@@ -496,9 +494,7 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
             if best == v.category {
                 per_category[v.category].1 += 1;
                 if let Some(yaw) = v.yaw {
-                    let d = (verdict.yaw(best) - yaw + 3.0 * std::f32::consts::PI)
-                        .rem_euclid(std::f32::consts::TAU)
-                        - std::f32::consts::PI;
+                    let d = yaw_difference(verdict.yaw(best), yaw);
                     yaw_errors_deg.push(d.abs().to_degrees());
                 }
             }
@@ -622,9 +618,7 @@ mod tests {
             let k = names.iter().position(|n| *n == drawn[v.category]).unwrap();
             let best = verdict.most_likely();
             if best == k {
-                let d = (verdict.yaw(k) - yaw + 3.0 * std::f32::consts::PI)
-                    .rem_euclid(std::f32::consts::TAU)
-                    - std::f32::consts::PI;
+                let d = yaw_difference(verdict.yaw(k), yaw);
                 errors.push(d.abs().to_degrees());
             }
         }
