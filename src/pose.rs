@@ -11,9 +11,14 @@
 //!
 //! The object frame follows REP-103: x forward (the model's front, its +z), z up (the
 //! model's +y), y to the left. The pose is that frame's placement in the input frame.
+//!
+//! A category that lies on its side on a table (a knife) keeps its upright canonical
+//! frame: the fit tries each way it rests ([`Rest`]) and the pose's rotation includes the
+//! turn, so its x still points along the model's front (up, for a knife lying front up).
 
 use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 /// What may move.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,6 +81,85 @@ impl Pose {
         ));
         UnitQuaternion::from_rotation_matrix(&(self.rotation * object_to_model))
     }
+}
+
+/// How a category rests on a support plane, from its upright canonical pose (model frame:
+/// +y up, +z front, +x along its length). Deployed models carry it (`semcorr export
+/// --rest`): with [`Motion::AboutUp`] a pose can only turn about up, so a category that
+/// lies down is fitted once per way it lies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rest {
+    /// Standing on its base (a mug, a bottle, a laptop).
+    #[default]
+    Upright,
+    /// On its side: turned a quarter about its length, front up or back up (a knife).
+    OnSide,
+}
+
+impl Rest {
+    /// The turns (model frame) from upright to each way the category lies; the first is
+    /// its canonical way on a table (front up).
+    pub fn turns(self) -> Vec<Rotation3<f32>> {
+        let about_length = |a: f32| Rotation3::from_axis_angle(&Vector3::x_axis(), a);
+        match self {
+            Rest::Upright => vec![Rotation3::identity()],
+            Rest::OnSide => vec![
+                about_length(-std::f32::consts::FRAC_PI_2),
+                about_length(std::f32::consts::FRAC_PI_2),
+            ],
+        }
+    }
+
+    pub fn is_upright(&self) -> bool {
+        *self == Rest::Upright
+    }
+}
+
+impl std::fmt::Display for Rest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rest::Upright => "upright",
+            Rest::OnSide => "on-side",
+        })
+    }
+}
+
+impl std::str::FromStr for Rest {
+    type Err = crate::error::Error;
+
+    fn from_str(s: &str) -> crate::error::Result<Rest> {
+        match s {
+            "upright" => Ok(Rest::Upright),
+            "on-side" => Ok(Rest::OnSide),
+            _ => Err(crate::error::Error::invalid(format!(
+                "--rest: '{s}' is not a way to rest; use upright or on-side"
+            ))),
+        }
+    }
+}
+
+/// [`fit_pose`] once per way the object may rest ([`Rest::turns`]): the fit with the
+/// most inliers (then the lowest residual), its rotation including the rest's turn, so
+/// [`Pose::apply`] still takes the upright canonical positions.
+pub fn fit_resting_pose(
+    pairs: &[([f32; 3], [f32; 3])],
+    motion: Motion,
+    params: &PoseParams,
+    rest: Rest,
+) -> Option<Pose> {
+    rest.turns()
+        .into_iter()
+        .filter_map(|turn| {
+            let turned: Vec<([f32; 3], [f32; 3])> = pairs
+                .iter()
+                .map(|(c, o)| ((turn * Vector3::from(*c)).into(), *o))
+                .collect();
+            let mut pose = fit_pose(&turned, motion, params)?;
+            pose.rotation *= turn;
+            Some(pose)
+        })
+        .max_by(|a, b| (a.inliers.len().cmp(&b.inliers.len())).then(b.rms.total_cmp(&a.rms)))
 }
 
 /// Fits the pose from `pairs` of (canonical, observed) points; `None` with fewer matches
@@ -300,6 +384,46 @@ mod tests {
         assert!((q * Vector3::z() - up).norm() < 0.02);
         let front = rot * Vector3::z();
         assert!((q * Vector3::x() - front).norm() < 0.03);
+    }
+
+    #[test]
+    fn an_object_lying_back_up_is_fitted_with_that_turn() {
+        // A flat object's keypoints (length along x, height along y), lying back up on a
+        // table (z up), turned 40 degrees about up: as a front-up fit it is a mirror image.
+        let flat: Vec<[f32; 3]> = vec![
+            [0.5, 0.0, 0.0],
+            [-0.45, 0.05, 0.0],
+            [0.02, -0.1, 0.0],
+            [0.02, 0.15, 0.0],
+            [-0.2, 0.1, 0.0],
+            [0.3, 0.12, 0.0],
+        ];
+        let up = Vector3::z();
+        let align = Rotation3::rotation_between(&Vector3::y(), &up).unwrap();
+        let back_up = Rest::OnSide.turns()[1];
+        let rot =
+            Rotation3::from_axis_angle(&Vector3::z_axis(), 40f32.to_radians()) * align * back_up;
+        let t = Vector3::new(0.9, -0.1, 0.02);
+        let pairs: Vec<_> = flat
+            .iter()
+            .map(|c| (*c, (rot * Vector3::from(*c) * 0.25 + t).into()))
+            .collect();
+        let p = PoseParams::default();
+        let motion = Motion::AboutUp(up);
+        let pose = fit_resting_pose(&pairs, motion, &p, Rest::OnSide).unwrap();
+        assert!(
+            angle(&pose.rotation, &rot) < 0.5,
+            "{}",
+            angle(&pose.rotation, &rot)
+        );
+        assert_eq!(pose.inliers.len(), flat.len());
+        assert!((pose.apply(&flat[0]) - Vector3::from(pairs[0].1)).norm() < 1e-4);
+        // Upright, the same keypoints stand on their edge: no turn about up explains them.
+        let upright = fit_resting_pose(&pairs, motion, &p, Rest::Upright);
+        assert!(upright.is_none_or(|u| u.inliers.len() < flat.len()));
+        assert_eq!("on-side".parse::<Rest>().unwrap(), Rest::OnSide);
+        let err = "sideways".parse::<Rest>().unwrap_err().to_string();
+        assert!(err.contains("--rest") && err.contains("sideways"), "{err}");
     }
 
     #[test]

@@ -165,6 +165,11 @@ enum Command {
         /// category.
         #[arg(long, value_parser = semcorr::deploy::parse_size_range)]
         size_range: Option<[f32; 2]>,
+        /// How the category rests on a table: upright, or on-side (turned a quarter about
+        /// its length, front or back up: a knife). The node fits poses for each way; the
+        /// positions stay those of the upright complete clouds.
+        #[arg(long, default_value_t = semcorr::pose::Rest::Upright)]
+        rest: semcorr::pose::Rest,
     },
     /// Few-shot: rebuild a model's templates from your own annotated clouds (KeypointNet
     /// format) without retraining, writing a new model file.
@@ -464,6 +469,7 @@ fn main() -> Result<()> {
             split,
             positions,
             size_range,
+            rest,
         } => {
             let mut model = semcorr::deploy::DeployedModel::from_checkpoint(
                 &checkpoint,
@@ -475,6 +481,7 @@ fn main() -> Result<()> {
                 model.reposition(&positions, None)?;
             }
             model.templates.size_range_m = size_range;
+            model.templates.rest = rest;
             model.save(&out)?;
             println!(
                 "wrote {} ({precision}, {} templates, {} weight bytes)",

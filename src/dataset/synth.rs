@@ -57,6 +57,7 @@ use super::{
 use crate::cloud::visibility::{visible_points, VisibilityParams};
 use crate::cloud::{dist2, farthest_point_sample, Cloud, Normalization, NormalizationMode};
 use crate::error::{write_file_atomic, Error, Result};
+use crate::pose::Rest;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -684,18 +685,26 @@ fn generate_model(spec: &Spec, index: usize, opts: &SynthOptions) -> SynthModel 
 }
 
 /// A shape that lies on its side on a table, as a sensor sees a knife: turned a quarter
-/// about its length (x) so its front (+z) faces up, or its back at random (trait
-/// "face_up": 1 front, 0 back). Its canonical pose on a table is front up; lying back up
-/// is that pose turned half about its length, spine and edge swapped.
+/// about its length ([`Rest::OnSide`]) so its front (+z) faces up, or its back at random
+/// (trait "face_up": 1 front, 0 back). Its canonical pose on a table is front up; lying
+/// back up is that pose turned half about its length, spine and edge swapped.
 fn laid_flat(built: Built, rng: &mut ChaCha8Rng) -> Built {
     let front_up = chance(rng, 0.5);
-    let turn = mesh::rot_x(if front_up { -1.0 } else { 1.0 } * std::f32::consts::FRAC_PI_2);
+    let turn = Rest::OnSide.turns()[usize::from(!front_up)];
     let mut traits = built.traits;
     traits.push(("face_up", u32::from(front_up)));
     Built {
         mesh: built.mesh.placed(turn, V3::zeros()),
         targets: built.targets.iter().map(|t| t.map(|t| turn * t)).collect(),
         traits,
+    }
+}
+
+/// How `category` rests on a table ([`Rest::Upright`] for unknown names).
+pub fn rest(category: &str) -> Rest {
+    match SPECS.iter().find(|s| s.name == category) {
+        Some(s) if s.lies_flat => Rest::OnSide,
+        _ => Rest::Upright,
     }
 }
 

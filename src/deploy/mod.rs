@@ -394,9 +394,10 @@ impl DeployedModel {
         let dataset = Dataset::open(data)?;
         let cat = self.category_in(&dataset, category)?;
         let source = format!("{} {} split", data.display(), split.name());
-        let size_range = self.templates.size_range_m;
+        let (size_range, rest) = (self.templates.size_range_m, self.templates.rest);
         self.templates = self.build_templates(&dataset, cat, split, &source)?;
         self.templates.size_range_m = size_range;
+        self.templates.rest = rest;
         Ok(())
     }
 

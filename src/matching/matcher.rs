@@ -256,6 +256,7 @@ mod tests {
             }],
             typical_size: None,
             size_range_m: None,
+            rest: Default::default(),
         };
         let m = Matcher::default().match_prepared(&set, &cloud, &prep, &emb);
         assert_eq!((m[0].index, m[1].index), (97, 3));

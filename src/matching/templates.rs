@@ -62,6 +62,11 @@ pub struct TemplateSet {
     /// no mug). `None` (older files, or not given): no size check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_range_m: Option<[f32; 2]>,
+    /// How the category rests on a table (`semcorr export --rest`): poses are fitted for
+    /// each way it lies. Upright (the default, and older files) is not written, so older
+    /// files keep their checksums.
+    #[serde(default, skip_serializing_if = "crate::pose::Rest::is_upright")]
+    pub rest: crate::pose::Rest,
 }
 
 /// One model's annotated keypoints: (semantic id, embedding, normalised xyz).
@@ -135,6 +140,7 @@ impl TemplateSet {
             pairs: pair_stats(&observed),
             typical_size: Some((diagonals / models.len().max(1) as f64) as f32),
             size_range_m: None,
+            rest: Default::default(),
         })
     }
 

@@ -17,7 +17,7 @@ use crate::cloud::{Cloud, Prepared};
 use crate::deploy::DeployedModel;
 use crate::embedding::Embeddings;
 use crate::matching::{KeypointMatch, Matcher};
-use crate::pose::{fit_pose, Motion, Pose};
+use crate::pose::{fit_resting_pose, Motion, Pose};
 use nalgebra::{Matrix3, Rotation3, UnitQuaternion, Vector3};
 use serde::Serialize;
 
@@ -211,7 +211,7 @@ pub(super) fn read(
         // explains a few matches on something else (a mug's keypoints on a box).
         let (lo, hi) = candidate.cloud.bounds();
         let extent = crate::cloud::dist2(&lo, &hi).sqrt();
-        let fitted = fit_pose(&pairs, motion, &s.pose);
+        let fitted = fit_resting_pose(&pairs, motion, &s.pose, model.templates.rest);
         // A size the category never has, or a view thinner than the posed keypoints: the
         // closed-set model matched an object it does not know (the scale maps the
         // canonical diagonal of 1 to the object's).

@@ -2,10 +2,12 @@
 //! objects and the room. Following PCL's table-top segmentation: the support plane by
 //! RANSAC ([`plane`]), the points above it clustered ([`clusters`]), clusters filtered by
 //! size and extent (walls and the room are not objects) and ordered by distance to the
-//! sensor (the frame's origin). Every cloud gets a [`Scene`] that says what happened, so
+//! sensor (the frame's origin). On a depth image, objects keep their parts inside the
+//! plane's band (a knife lying flat, every object's lowest centimetre; [`low`]). Every cloud gets a [`Scene`] that says what happened, so
 //! diagnostics can explain an empty result.
 
 pub mod clusters;
+pub mod low;
 pub mod plane;
 
 pub use clusters::{euclidean_clusters, organised_clusters, PixelGrid};
@@ -131,12 +133,18 @@ pub fn segment(
     let candidates: Vec<usize> = match &plane {
         Some(p) => {
             let low = 1.5 * params.plane.distance_threshold;
-            (0..cloud.len())
-                .filter(|&i| {
-                    let h = p.signed_distance(&cloud.points[i]);
-                    h > low && h <= params.max_height
-                })
-                .collect()
+            let heights: Vec<f32> = cloud.points.iter().map(|q| p.signed_distance(q)).collect();
+            let high: Vec<bool> = heights
+                .iter()
+                .map(|&h| h > low && h <= params.max_height)
+                .collect();
+            let mut candidates: Vec<usize> = (0..cloud.len()).filter(|&i| high[i]).collect();
+            if let Some(g) = grid {
+                let lows = low::low_parts(cloud, g, p, &heights, &high, params.max_height);
+                candidates.extend(lows);
+                candidates.sort_unstable();
+            }
+            candidates
         }
         None => (0..cloud.len()).collect(),
     };
@@ -382,8 +390,8 @@ mod tests {
         assert!(angle < 5.0, "{angle}");
         assert!((170_000..=220_000).contains(&plane.inliers.len()));
         assert!(s.objects.len() >= 3, "{sizes:?} {:?}", s.rejected);
-        // On the image: the same objects, give or take a point of a wall that only an
-        // interior point of it comes close to.
+        // On the image: the same objects with their low parts (inside the plane's band,
+        // which only the image's median-filtered heights can separate from the table).
         let grid = PixelGrid {
             width: shape.width,
             height: shape.height,
@@ -400,8 +408,13 @@ mod tests {
         );
         assert_eq!(image_sizes.len(), sizes.len());
         for (a, b) in on_image.objects.iter().zip(&s.objects) {
-            assert!(dist2(&a.centroid, &b.centroid) < 0.01 * 0.01);
-            assert!(a.indices.len().abs_diff(b.indices.len()) * 50 <= b.indices.len());
+            assert!(dist2(&a.centroid, &b.centroid) < 0.03 * 0.03);
+            let kept = b
+                .indices
+                .iter()
+                .filter(|i| a.indices.binary_search(i).is_ok());
+            assert!(kept.count() * 50 >= b.indices.len() * 49);
+            assert!(a.indices.len() >= b.indices.len());
         }
     }
 }

@@ -59,7 +59,8 @@ impl Default for SceneOptions {
 }
 
 /// The tabletop categories and their sizes in the scenes (bounding-box diagonal, metres):
-/// a mug, a 0.5 l bottle, a cereal bowl, a drink can, a jug, a 13-inch laptop.
+/// a mug, a 0.5 l bottle, a cereal bowl, a drink can, a jug, a 13-inch laptop, a kitchen
+/// knife (lying on its side, [`crate::dataset::synth::rest`]).
 pub const TABLETOP: &[(&str, f32)] = &[
     ("mug", 0.15),
     ("bottle", 0.25),
@@ -67,6 +68,7 @@ pub const TABLETOP: &[(&str, f32)] = &[
     ("can", 0.14),
     ("pitcher", 0.25),
     ("laptop", 0.42),
+    ("knife", 0.3),
 ];
 
 /// The named [`TABLETOP`] categories with their sizes, all of them when `names` is empty.
@@ -261,12 +263,20 @@ pub fn sample_scenes(opts: &SceneOptions) -> Result<Vec<SceneSample>> {
             let front = Rotation3::from_axis_angle(&Vector3::z_axis(), yaw) * toward_camera;
             let up = Vector3::z();
             // Columns: where the model's x, y (up) and z (front) axes point in the world.
-            let world_from_model = Matrix3::from_columns(&[up.cross(&front), up, front]);
+            let upright = Matrix3::from_columns(&[up.cross(&front), up, front]);
+            // A category that lies down rests in one of its ways at random (drawn only
+            // for those, so scenes of upright categories do not change with the rule).
+            let turns = crate::dataset::synth::rest(name).turns();
+            let turn = match turns.len() {
+                1 => turns[0],
+                n => turns[rng.random_range(0..n)],
+            };
+            let world_from_model = upright * turn.matrix();
             let lowest = model
                 .cloud
                 .points
                 .iter()
-                .map(|p| p[1])
+                .map(|p| (world_from_model * Vector3::from(*p)).z)
                 .fold(f32::INFINITY, f32::min);
             let origin = spot + up * (-lowest * size);
             let place = |p: &[f32; 3]| origin + world_from_model * Vector3::from(*p) * size;
@@ -458,9 +468,17 @@ mod tests {
                 fallback: -Vector3::y(),
             };
             let seg = segment(&finite, &SceneParams::default(), auto, Some(grid));
-            // Clustered on the image or in space: the same objects.
+            // Clustered on the image or in space: the same objects, on the image with
+            // their low parts (inside the plane's band).
             let in_space = segment(&finite, &SceneParams::default(), auto, None);
-            assert_eq!(seg.objects, in_space.objects);
+            for b in &in_space.objects {
+                let a = seg
+                    .objects
+                    .iter()
+                    .find(|a| a.indices.binary_search(&b.indices[0]).is_ok());
+                let a = a.expect("an object found in space is found on the image");
+                assert!(b.indices.iter().all(|i| a.indices.binary_search(i).is_ok()));
+            }
             let plane = seg.plane.as_ref().expect("the table");
             // The table's normal in the optical frame: up, tilted toward the camera.
             let tilt = s.tilt_deg.to_radians();
