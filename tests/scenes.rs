@@ -6,6 +6,7 @@
 use nalgebra::Vector3;
 use semcorr::cloud::Cloud;
 use semcorr::pipeline::{CloudResult, NodeParams, Pipeline, Settings, UpSource};
+use semcorr::pose::Rest;
 use semcorr::tools::scene_eval::evaluate;
 use semcorr::tools::scenes::{sample_scenes, SceneOptions, SceneSample};
 use std::path::Path;
@@ -121,6 +122,7 @@ fn the_two_category_pipeline_still_reads_its_scenes() {
 #[test]
 fn detections_are_in_the_input_frame_with_their_keypoints() {
     let scene = &scenes(1, 9200)[0];
+    let (p, _) = pipeline();
     let r = run(&scene.cloud);
     assert_eq!(r.scene.up_source, UpSource::Plane);
     assert!(r.detections().count() >= 1);
@@ -129,9 +131,13 @@ fn detections_are_in_the_input_frame_with_their_keypoints() {
             assert_eq!(c.xyz, scene.cloud.points[c.input_index], "an input pixel");
         }
         let q = o.pose.rotation();
-        // Upright on the table: the object's z is the plane's normal.
         let up = Vector3::from(r.scene.up);
-        assert!((q * Vector3::z()).dot(&up) > 0.99);
+        match p.models[o.model].templates.rest {
+            // Upright on the table: the object's z is the plane's normal.
+            Rest::Upright => assert!((q * Vector3::z()).dot(&up) > 0.99),
+            // On its side: its front (x) faces up or down.
+            Rest::OnSide => assert!((q * Vector3::x()).dot(&up).abs() > 0.99),
+        }
         assert!(o.pose.size.iter().all(|&v| v > 0.0 && v < 0.6));
     }
 }

@@ -117,7 +117,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "mug,bottle,bowl,can,pitcher,laptop"
+            default_value = "mug,bottle,bowl,can,pitcher,laptop,knife"
         )]
         categories: Vec<String>,
         /// Training views (one per procedural model) per category.

@@ -70,6 +70,7 @@ impl Default for NodeParams {
                 "can_partial.gguf",
                 "pitcher_partial.gguf",
                 "laptop_partial.gguf",
+                "knife_partial.gguf",
             ]
             .map(String::from)
             .to_vec(),

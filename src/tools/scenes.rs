@@ -505,4 +505,59 @@ mod tests {
             seen.0
         );
     }
+
+    /// Knives lie on their side, front or back up, and the scene stage keeps them: their
+    /// handles (about 1 cm) and blades (2-3 mm) are inside the plane's 1 cm band.
+    #[test]
+    fn knives_lie_on_their_side_and_the_scene_stage_keeps_them() {
+        let opts = SceneOptions {
+            count: 6,
+            seed: 77,
+            categories: tabletop_categories(&["knife".into(), "can".into()]).unwrap(),
+            max_yaw_deg: 180.0,
+            ..Default::default()
+        };
+        let (mut faces, mut found) = (Vec::new(), 0);
+        for s in sample_scenes(&opts).unwrap() {
+            let tilt = s.tilt_deg.to_radians();
+            let up = Vector3::new(0.0, -tilt.cos(), -tilt.sin());
+            let (finite, pixel) = s.cloud.finite_points();
+            let grid = PixelGrid {
+                width: WIDTH,
+                height: HEIGHT,
+                pixel: &pixel,
+            };
+            let auto = UpSearch::Auto {
+                fallback: -Vector3::y(),
+            };
+            let seg = segment(&finite, &SceneParams::default(), auto, Some(grid));
+            for o in s.objects.iter().filter(|o| o.category == "knife") {
+                let [x, y, z, w] = o.orientation;
+                let q = UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z));
+                // The object's front (x) faces up or down, its length lies flat.
+                let front_up = (q * Vector3::x()).dot(&up);
+                assert!(front_up.abs() > 0.999, "{front_up}");
+                faces.push(front_up > 0.0);
+                if o.visible_points < 500 {
+                    continue;
+                }
+                // A cluster near the knife (the image border may cut it) holds most of its
+                // visible points.
+                let near = |c: &[f32; 3]| (Vector3::from(*c) - Vector3::from(o.position)).norm();
+                let cluster = seg
+                    .objects
+                    .iter()
+                    .find(|f| near(&f.centroid) < 0.5 * o.size);
+                let kept = cluster.map_or(0, |f| f.indices.len());
+                assert!(
+                    2 * kept >= o.visible_points,
+                    "a knife of {} visible points kept {kept}",
+                    o.visible_points
+                );
+                found += 1;
+            }
+        }
+        assert!(faces.contains(&true) && faces.contains(&false), "{faces:?}");
+        assert!(found >= 3, "{found}");
+    }
 }

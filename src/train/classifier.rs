@@ -34,6 +34,7 @@ use crate::deploy::classifier::{
 use crate::error::{Error, Result};
 use crate::pipeline::objects::Candidate;
 use crate::pipeline::{segment, NodeParams, Settings};
+use crate::pose::Rest;
 use crate::tools::scenes::{
     sample_scenes, tabletop_categories, ObjectTruth, SceneOptions, TABLETOP,
 };
@@ -256,14 +257,33 @@ fn label_cluster(c: &Candidate, truths: &[ObjectTruth], names: &[String]) -> Opt
     let category = names.iter().position(|n| *n == truth.category)?;
     let [x, y, z, w] = truth.orientation;
     let q = UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z));
-    // The object's front is its REP-103 x axis.
-    let front = c.rotation * (q * Vector3::x());
+    let yaw = resting_yaw(
+        crate::dataset::synth::rest(&truth.category),
+        &(UnitQuaternion::from_matrix(&c.rotation) * q),
+    );
     Some(View {
         cloud: c.model_frame.clone(),
         category,
-        yaw: (!is_round(&truth.category)).then(|| front.x.atan2(front.z)),
+        yaw: (!is_round(&truth.category)).then_some(yaw),
         up: UPRIGHT,
     })
+}
+
+/// The turn about up (+y) of an object (its REP-103 axes in the models' frame) from its
+/// canonical pose as it rests: an upright object's front (x) is +z at yaw 0; one lying on
+/// its side has its front up or down, and its length (y, the model's +x, which its rest's
+/// turns keep level) is +x at yaw 0, as in the views of `synth --view-frame`.
+fn resting_yaw(rest: Rest, object: &UnitQuaternion<f32>) -> f32 {
+    match rest {
+        Rest::Upright => {
+            let front = object * Vector3::x();
+            front.x.atan2(front.z)
+        }
+        Rest::OnSide => {
+            let length = object * Vector3::y();
+            (-length.z).atan2(length.x)
+        }
+    }
 }
 
 /// `view` leant by an angle uniform in `[0, max_deg]` about a random horizontal axis, and
@@ -510,6 +530,23 @@ fn evaluate(classifier: &ObjectClassifier, val: &[View]) -> Result<Validation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lying_object_s_yaw_is_the_heading_of_its_length() {
+        // Object axes (x, y, z) are the model's (+z, +x, +y).
+        let object_to_model = nalgebra::Matrix3::new(0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0);
+        for yaw in [-2.5f32, -0.4, 0.0, 1.2, 3.0] {
+            let about_up = nalgebra::Rotation3::from_axis_angle(&Vector3::y_axis(), yaw);
+            for turn in Rest::OnSide.turns() {
+                let model = about_up * turn;
+                let q = UnitQuaternion::from_matrix(&(model.matrix() * object_to_model));
+                let got = resting_yaw(Rest::OnSide, &q);
+                assert!(yaw_difference(got, yaw).abs() < 1e-4, "{got} vs {yaw}");
+            }
+            let q = UnitQuaternion::from_matrix(&(about_up.matrix() * object_to_model));
+            assert!(yaw_difference(resting_yaw(Rest::Upright, &q), yaw).abs() < 1e-4);
+        }
+    }
 
     #[test]
     fn yaw_targets_peak_at_the_yaw_and_wrap() {
