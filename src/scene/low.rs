@@ -142,6 +142,10 @@ pub fn low_parts(
 ) -> Vec<usize> {
     let mut filtered = Filtered::new(grid, heights);
     let bins = thresholds(cloud, plane, &mut filtered);
+    if bins.is_empty() {
+        // A plane without inliers (never from `fit_plane`): no noise to measure.
+        return Vec::new();
+    }
     let threshold = |p: &[f32; 3]| {
         let r = dist2(p, &[0.0; 3]).sqrt();
         let k = bins.partition_point(|b| b.0 < r).min(bins.len() - 1);

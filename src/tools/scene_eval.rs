@@ -9,10 +9,16 @@
 //! [`crate::dataset::synth::is_round`]) are bodies of revolution whose "front" is a
 //! convention (the side facing the sensor), so for them only the up axis is compared (the
 //! angle between the true and fitted z axes); for other categories the whole rotation.
+//! A category that lies on its side (a knife, [`crate::pose::Rest::OnSide`]) lying front
+//! up or back up differs only in which side of its length the spine is, on a blade 2-3 mm
+//! thick that range noise mostly hides: its angle is taken modulo that flip (a half turn
+//! about its length), and the flips are counted (`face_flips`), since a grasp needs the
+//! knife's position and length, which the flip keeps.
 
 use super::scenes::SceneSample;
 use crate::error::Result;
 use crate::pipeline::{Pipeline, PoseSource, Settings};
+use crate::pose::Rest;
 use crate::stats::median;
 use nalgebra::{Quaternion, UnitQuaternion, Vector3};
 use std::collections::BTreeMap;
@@ -38,6 +44,10 @@ pub struct SceneScore {
     pub pose_categories: Vec<String>,
     /// Objects counted whose pose came from the cluster (no fit).
     pub unposed: usize,
+    /// Fitted poses of objects lying on their side that are the truth's face flipped
+    /// (module doc), of `lying_posed`.
+    pub face_flips: usize,
+    pub lying_posed: usize,
     /// Why each missed object was missed (scene, truth, the nearest candidate's verdict),
     /// and each found one with the wrong category.
     pub missed: Vec<String>,
@@ -158,6 +168,13 @@ impl fmt::Display for SceneScore {
         for c in categories {
             let (m, d, n) = self.category_pose(c);
             write!(f, "; {c}: {:.1} mm, {d:.1} deg ({n})", 1e3 * m)?;
+        }
+        if self.lying_posed > 0 {
+            write!(
+                f,
+                "; lying objects fitted face flipped: {} of {}",
+                self.face_flips, self.lying_posed
+            )?;
         }
         if self.total.classified > 0 {
             write!(
@@ -345,6 +362,14 @@ fn score_object(
     let deg = if crate::dataset::synth::is_round(&truth.category) {
         let (zt, zf) = (qt * Vector3::z(), qf * Vector3::z());
         zt.dot(&zf).clamp(-1.0, 1.0).acos().to_degrees()
+    } else if crate::dataset::synth::rest(&truth.category) == Rest::OnSide {
+        // A half turn about its length (the object's y) flips the face.
+        let flipped =
+            qf * UnitQuaternion::from_axis_angle(&Vector3::y_axis(), std::f32::consts::PI);
+        let (as_fitted, as_flipped) = (qt.angle_to(&qf), qt.angle_to(&flipped));
+        score.lying_posed += 1;
+        score.face_flips += usize::from(as_flipped < as_fitted);
+        as_fitted.min(as_flipped).to_degrees()
     } else {
         qt.angle_to(&qf).to_degrees()
     };
