@@ -364,6 +364,37 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
         stderr.contains("'int3'") && stderr.contains("q8_0"),
         "{stderr}"
     );
+
+    // How the category rests travels in the file; an unknown way is refused by name.
+    let lying = tmp.path().join("lying.gguf");
+    let l = lying.to_str().unwrap();
+    semcorr(&[
+        "export",
+        "--checkpoint",
+        f.ckpt.to_str().unwrap(),
+        "--rest",
+        "on-side",
+        "--out",
+        l,
+    ]);
+    let rest = DeployedModel::load(&lying).unwrap().templates.rest;
+    assert_eq!(rest, semcorr::pose::Rest::OnSide);
+    assert!(DeployedModel::load(&model)
+        .unwrap()
+        .templates
+        .rest
+        .is_upright());
+    let bad = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args(["export", "--checkpoint", f.ckpt.to_str().unwrap()])
+        .args(["--rest", "sideways", "--out", l])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--rest") && stderr.contains("'sideways'"),
+        "{stderr}"
+    );
 }
 
 #[test]
