@@ -426,7 +426,22 @@ pub fn write_scenes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{segment, PixelGrid, SceneParams, UpSearch};
+    use crate::scene::{segment, PixelGrid, Scene, SceneParams, UpSearch};
+
+    /// The scene stage on a sample scene's finite points with the default parameters, up
+    /// from the plane (the optical frame's -y without one): on the image when `pixel` (each
+    /// point's pixel) is given, else in space.
+    fn segmented(finite: &Cloud, pixel: Option<&[usize]>) -> Scene {
+        let grid = pixel.map(|pixel| PixelGrid {
+            width: WIDTH,
+            height: HEIGHT,
+            pixel,
+        });
+        let auto = UpSearch::Auto {
+            fallback: -Vector3::y(),
+        };
+        segment(finite, &SceneParams::default(), auto, grid)
+    }
 
     #[test]
     fn scenes_look_like_a_depth_camera_and_the_scene_stage_finds_the_objects() {
@@ -459,18 +474,10 @@ mod tests {
             assert!(finite.len() < s.cloud.len(), "NaN where nothing is hit");
             assert!(finite.len() > s.cloud.len() / 4);
             assert!(!s.objects.is_empty());
-            let grid = PixelGrid {
-                width: WIDTH,
-                height: HEIGHT,
-                pixel: &pixel,
-            };
-            let auto = UpSearch::Auto {
-                fallback: -Vector3::y(),
-            };
-            let seg = segment(&finite, &SceneParams::default(), auto, Some(grid));
+            let seg = segmented(&finite, Some(&pixel));
             // Clustered on the image or in space: the same objects, on the image with
             // their low parts (inside the plane's band).
-            let in_space = segment(&finite, &SceneParams::default(), auto, None);
+            let in_space = segmented(&finite, None);
             for b in &in_space.objects {
                 let a = seg
                     .objects
@@ -522,15 +529,7 @@ mod tests {
             let tilt = s.tilt_deg.to_radians();
             let up = Vector3::new(0.0, -tilt.cos(), -tilt.sin());
             let (finite, pixel) = s.cloud.finite_points();
-            let grid = PixelGrid {
-                width: WIDTH,
-                height: HEIGHT,
-                pixel: &pixel,
-            };
-            let auto = UpSearch::Auto {
-                fallback: -Vector3::y(),
-            };
-            let seg = segment(&finite, &SceneParams::default(), auto, Some(grid));
+            let seg = segmented(&finite, Some(&pixel));
             for o in s.objects.iter().filter(|o| o.category == "knife") {
                 let [x, y, z, w] = o.orientation;
                 let q = UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(w, x, y, z));
