@@ -273,6 +273,16 @@ fn semcorr(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `semcorr` with args that must fail; its stderr.
+fn semcorr_refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_semcorr"))
+        .args(args)
+        .output()
+        .expect("run semcorr");
+    assert!(!out.status.success(), "semcorr {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn png_size(path: &Path) -> (u32, u32) {
     let b = std::fs::read(path).unwrap();
     assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
@@ -353,13 +363,16 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
     assert!(out.contains("gguf-f16") && out.contains("mug"), "{out}");
 
     // Unknown precision on the command line.
-    let bad = Command::new(env!("CARGO_BIN_EXE_semcorr"))
-        .args(["export", "--checkpoint", f.ckpt.to_str().unwrap()])
-        .args(["--precision", "int3", "--out", m])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let ckpt = f.ckpt.to_str().unwrap();
+    let stderr = semcorr_refused(&[
+        "export",
+        "--checkpoint",
+        ckpt,
+        "--precision",
+        "int3",
+        "--out",
+        m,
+    ]);
     assert!(
         stderr.contains("'int3'") && stderr.contains("q8_0"),
         "{stderr}"
@@ -384,13 +397,15 @@ fn cli_export_infer_on_ply_and_pcd_and_eval() {
         .templates
         .rest
         .is_upright());
-    let bad = Command::new(env!("CARGO_BIN_EXE_semcorr"))
-        .args(["export", "--checkpoint", f.ckpt.to_str().unwrap()])
-        .args(["--rest", "sideways", "--out", l])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let stderr = semcorr_refused(&[
+        "export",
+        "--checkpoint",
+        ckpt,
+        "--rest",
+        "sideways",
+        "--out",
+        l,
+    ]);
     assert!(
         stderr.contains("--rest") && stderr.contains("'sideways'"),
         "{stderr}"
