@@ -185,7 +185,11 @@ fn the_category_gate_skips_models_but_not_categories() {
     };
     let samples = scenes(4, 9400);
     let score = evaluate(p, &strict, &samples).unwrap();
-    assert!(score.category_rate() >= 0.9, "{score}");
+    // Only the classifier's category runs: it must be right, and what is found named so
+    // (a miss is the matches' verdict, not the gate's).
+    assert!(score.classified_rate() >= 0.9, "{score}");
+    assert!(score.found_rate() >= 0.6, "{score}");
+    assert!(score.category_rate() >= 0.9 * score.found_rate(), "{score}");
     let (mut verdicts, mut objects) = (0, 0);
     for scene in &samples {
         for o in p.process(&scene.cloud, &open).unwrap().objects {
