@@ -109,6 +109,16 @@ enum Command {
         /// Continue from this checkpoint (its config wins, except `epochs` and `out`).
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Start from a pretrained backbone (`models/backbone-pointnet.safetensors`, or any
+        /// run's `backbone.safetensors` or checkpoint): shorthand for `--set init=FILE`.
+        /// Its architecture and preprocessing replace the config's; pair it with a
+        /// fine-tuning schedule such as `config/finetune.yaml`.
+        #[arg(long, value_name = "FILE")]
+        init: Option<PathBuf>,
+        /// With --init: load `all` its layers or the `body` only (the last layer, which
+        /// writes the embedding, starts fresh): `--set init_layers=...`.
+        #[arg(long, value_name = "all|body", requires = "init")]
+        init_layers: Option<String>,
     },
     /// Train the object classifier (category and yaw of a depth view, before any
     /// embedding network) on procedural single views, and print its validation figures.
@@ -414,7 +424,8 @@ fn main() -> Result<()> {
                 Some(path) => {
                     let (net, ckpt) = semcorr::train::load_network(path)?;
                     if categories.is_empty() {
-                        categories.push(ckpt.meta.config.category.clone());
+                        categories
+                            .extend(ckpt.meta.config.categories().iter().map(|c| c.to_string()));
                     }
                     network = net;
                     Box::new(network.embedder(ckpt.meta.config.prepare, &candle_core::Device::Cpu))
@@ -445,9 +456,17 @@ fn main() -> Result<()> {
         }
         Command::Train {
             config,
-            set,
+            mut set,
             resume,
+            init,
+            init_layers,
         } => {
+            if let Some(init) = init {
+                set.push(format!("init={}", init.display()));
+            }
+            if let Some(layers) = init_layers {
+                set.push(format!("init_layers={layers}"));
+            }
             let cfg = semcorr::train::TrainConfig::load(config.as_deref(), &set)?;
             let outcome = semcorr::train::train(cfg, resume.as_deref())?;
             let last = outcome.history.last();

@@ -205,6 +205,13 @@ impl DeployedModel {
         let prepare = cfg.prepare;
         let data_dir = data.unwrap_or(&cfg.data).to_path_buf();
         let dataset = Dataset::open(&data_dir)?;
+        if cfg.categories().len() > 1 {
+            return Err(Error::invalid(format!(
+                "{what} was trained on several categories ({}): a shared backbone has no \
+                 templates of its own; fine-tune it on one (`semcorr train --init`) and export that",
+                cfg.category
+            )));
+        }
         let category = dataset.category(&cfg.category)?;
         let info = CategoryInfo {
             name: category.name.clone(),

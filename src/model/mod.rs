@@ -73,6 +73,15 @@ impl BackboneConfig {
             BackboneConfig::Dgcnn(c) => c.embed_dim,
         }
     }
+
+    /// Name prefix of the last layer, the one that writes the embedding: what fine-tuning
+    /// the body only (`init_layers: body`) leaves freshly initialised.
+    pub fn embedding_layer(&self) -> &'static str {
+        match self {
+            BackboneConfig::PointNet(_) => "head.",
+            BackboneConfig::Dgcnn(_) => "out.",
+        }
+    }
 }
 
 /// A per-point embedding network.

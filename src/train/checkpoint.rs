@@ -9,7 +9,7 @@ use super::margins::MarginTable;
 use crate::error::{read_file, Error, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Bumped whenever the layout changes incompatibly.
@@ -26,6 +26,9 @@ pub struct EpochMetrics {
     pub train_push: f64,
     pub val_loss: Option<f64>,
     pub val_mge: Option<f64>,
+    /// The test split's mGE, recorded only with `monitor_test` (never used to choose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_mge: Option<f64>,
     pub seconds: f64,
 }
 
@@ -40,7 +43,11 @@ pub struct CheckpointMeta {
     pub optimizer_step: u64,
     pub lr: f64,
     pub best_val_mge: Option<f64>,
+    /// The (first) category's margins.
     pub margins: MarginTable,
+    /// A run over several categories: every category's margins, by class id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub margins_by_category: BTreeMap<String, MarginTable>,
     pub history: Vec<EpochMetrics>,
 }
 
@@ -90,6 +97,20 @@ impl Checkpoint {
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
         Ok(Checkpoint { meta, tensors })
+    }
+
+    /// The same checkpoint without the optimizer's state: a third of the size, enough for
+    /// inference, export and `init`, not for `--resume`.
+    pub fn weights_only(&self) -> Checkpoint {
+        Checkpoint {
+            meta: self.meta.clone(),
+            tensors: self
+                .tensors
+                .iter()
+                .filter(|(k, _)| k.starts_with("model."))
+                .map(|(k, t)| (k.clone(), t.clone()))
+                .collect(),
+        }
     }
 
     /// The network's weights with the `model.` prefix removed.

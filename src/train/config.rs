@@ -34,6 +34,43 @@ pub enum MarginKind {
     None,
 }
 
+/// How the learning rate changes over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` times `lr_decay` every `lr_decay_every` epochs (the paper's).
+    #[default]
+    Step,
+    /// From `lr` down to a hundredth of it along a half cosine over the run: what suits
+    /// fine-tuning, whose weights need small late steps rather than fixed drops.
+    Cosine,
+}
+
+/// Which weights of `init` a run starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InitLayers {
+    /// Every layer.
+    #[default]
+    All,
+    /// Every layer but the last, which writes the embedding and starts from the seed.
+    Body,
+}
+
+/// Which epoch's weights `best.safetensors` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointChoice {
+    /// The lowest validation mGE: fine with dozens of validation models, noise with two.
+    #[default]
+    Best,
+    /// The lowest mean of the last `select_window` validation mGEs: one lucky epoch on a
+    /// tiny validation set no longer wins.
+    Smoothed,
+    /// The last epoch: a fixed schedule, no validation at all.
+    Last,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
@@ -112,7 +149,21 @@ pub struct TrainConfig {
     /// Dataset folder in the KeypointNet format.
     pub data: PathBuf,
     /// Category to train on (name or class id): one model per category, as in the paper.
+    /// Several, comma-separated, train one shared backbone: each batch holds models of one
+    /// category (correspondence sets are per category) and uses that category's margins;
+    /// validation mGE is the mean over the categories.
     pub category: String,
+    /// Train on the first this many models of the train split (0 = all): how the
+    /// data-efficiency benchmark mimics a small real dataset.
+    pub train_models: usize,
+    /// Validate on the first this many models of the val split (0 = all).
+    pub val_models: usize,
+    /// Start from the weights of this checkpoint or backbone file (`semcorr train` writes
+    /// `backbone.safetensors` in every run folder) instead of the seeded initialisation.
+    /// The network's architecture and preprocessing then come from that file.
+    pub init: Option<PathBuf>,
+    /// With `init`: all its layers, or the body only.
+    pub init_layers: InitLayers,
     /// Run folder: checkpoints, metrics.csv, curves.png.
     pub out: PathBuf,
     /// The network.
@@ -132,12 +183,27 @@ pub struct TrainConfig {
     /// The learning rate is multiplied by `lr_decay` every `lr_decay_every` epochs.
     pub lr_decay: f64,
     pub lr_decay_every: usize,
+    /// `step` (`lr_decay` every `lr_decay_every` epochs) or `cosine`.
+    pub lr_schedule: LrSchedule,
+    /// Ramp the learning rate up linearly over this many first epochs (0 = off), so a
+    /// fine-tuned backbone is not shaken by the first steps of a fresh optimizer.
+    pub warmup_epochs: usize,
     /// Decoupled weight decay (AdamW).
     pub weight_decay: f64,
     /// Clip the global gradient norm to this value (0 = off).
     pub grad_clip: f64,
     /// Validate every this many epochs (loss and mGE on the val split).
     pub val_every: usize,
+    /// Validation mGE averages this many posings of each val model (rotation seeds 0..n
+    /// of `augment.rotation`; 1 = one fixed posing): less noise from a few models.
+    pub val_views: usize,
+    /// Which epoch `best.safetensors` keeps: `best`, `smoothed` or `last`.
+    pub select: CheckpointChoice,
+    /// Validations averaged by `select: smoothed`.
+    pub select_window: usize,
+    /// Also record the test split's mGE each validation (`test_mge` in metrics.csv),
+    /// never used to choose anything: how benchmarks judge a choice rule after the fact.
+    pub monitor_test: bool,
     /// Seed of every random choice (initialisation, shuffling, augmentation).
     pub seed: u64,
     /// Show a progress bar (off in CI logs).
@@ -149,6 +215,10 @@ impl Default for TrainConfig {
         TrainConfig {
             data: PathBuf::new(),
             category: String::new(),
+            train_models: 0,
+            val_models: 0,
+            init: None,
+            init_layers: InitLayers::All,
             out: PathBuf::from("runs/default"),
             backbone: BackboneConfig::default(),
             loss: LossConfig::default(),
@@ -159,9 +229,15 @@ impl Default for TrainConfig {
             lr: 1e-3,
             lr_decay: 0.9,
             lr_decay_every: 10,
+            lr_schedule: LrSchedule::Step,
+            warmup_epochs: 0,
             weight_decay: 1e-3,
             grad_clip: 1.0,
             val_every: 1,
+            val_views: 1,
+            select: CheckpointChoice::Best,
+            select_window: 5,
+            monitor_test: false,
             seed: 0,
             progress: true,
         }
@@ -232,6 +308,18 @@ impl TrainConfig {
         if self.val_every == 0 {
             return bad("val_every", "must be at least 1");
         }
+        if self.val_views == 0 {
+            return bad("val_views", "must be at least 1");
+        }
+        if self.select_window == 0 {
+            return bad("select_window", "must be at least 1");
+        }
+        if self.categories().iter().any(|c| c.is_empty()) {
+            return bad(
+                "category",
+                &format!("'{}' has an empty name in its list", self.category),
+            );
+        }
         if self.loss.lambda.is_nan() || self.loss.lambda < 0.0 {
             return bad("loss.lambda", "must not be negative");
         }
@@ -257,6 +345,30 @@ impl TrainConfig {
             return bad("augment.jitter_sigma", "jitter must not be negative");
         }
         Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// The categories of `category`, in the order given.
+    pub fn categories(&self) -> Vec<&str> {
+        self.category.split(',').map(str::trim).collect()
+    }
+
+    /// The learning rate of `epoch` (0-based) under `lr_schedule` and `warmup_epochs`.
+    pub fn learning_rate(&self, epoch: usize) -> f64 {
+        let scheduled = match self.lr_schedule {
+            LrSchedule::Step => self.lr * self.lr_decay.powi((epoch / self.lr_decay_every) as i32),
+            LrSchedule::Cosine => {
+                let t = epoch as f64 / self.epochs.max(1) as f64;
+                let floor = 0.01;
+                self.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+            }
+        };
+        if epoch < self.warmup_epochs {
+            scheduled * (epoch + 1) as f64 / (self.warmup_epochs + 1) as f64
+        } else {
+            scheduled
+        }
     }
 }
 
@@ -353,5 +465,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cubic"), "{e}");
+    }
+
+    #[test]
+    fn schedules_and_warmup() {
+        let c = load("data: d\ncategory: mug\nepochs: 10\n", &[]).unwrap();
+        assert_eq!(c.learning_rate(9), 1e-3);
+        assert!((c.learning_rate(10) - 9e-4).abs() < 1e-12);
+        let c = load(
+            "data: d\ncategory: mug\nepochs: 10\nlr_schedule: cosine\nwarmup_epochs: 1\n",
+            &[],
+        )
+        .unwrap();
+        assert!(
+            (c.learning_rate(0) - 0.5e-3).abs() < 1e-12,
+            "warmup halves epoch 0"
+        );
+        let lrs: Vec<f64> = (1..10).map(|e| c.learning_rate(e)).collect();
+        assert!(lrs.windows(2).all(|w| w[1] < w[0]), "{lrs:?}");
+        assert!(c.learning_rate(9) > 1e-5 && c.learning_rate(9) < 1e-4);
+        let e = load("data: d\ncategory: mug\nlr_schedule: linear\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("linear"), "{e}");
+    }
+
+    #[test]
+    fn several_categories_and_selection_keys() {
+        let c = load("data: d\ncategory: mug, bottle\nselect: smoothed\n", &[]).unwrap();
+        assert_eq!(c.categories(), ["mug", "bottle"]);
+        assert_eq!(c.select, CheckpointChoice::Smoothed);
+        let e = load("data: d\ncategory: mug,,bottle\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'category'"), "{e}");
+        let e = load("data: d\ncategory: mug\nval_views: 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'val_views'"), "{e}");
+        let e = load("data: d\ncategory: mug\ninit_layers: head\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("head"), "{e}");
     }
 }

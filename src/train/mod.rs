@@ -15,4 +15,7 @@ pub use augment::{training_item, TrainingItem};
 pub use checkpoint::{Checkpoint, EpochMetrics};
 pub use config::TrainConfig;
 pub use report::{CURVES_PNG, METRICS_CSV};
-pub use trainer::{load_network, train, Network, TrainOutcome, BEST_CHECKPOINT, LAST_CHECKPOINT};
+pub use trainer::{
+    chosen_epoch, load_network, train, Network, TrainOutcome, BACKBONE_FILE, BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+};

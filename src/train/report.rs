@@ -13,11 +13,12 @@ pub const CURVES_PNG: &str = "curves.png";
 
 pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-    let mut csv =
-        String::from("epoch,lr,train_loss,train_pull,train_push,val_loss,val_mge,seconds\n");
+    let mut csv = String::from(
+        "epoch,lr,train_loss,train_pull,train_push,val_loss,val_mge,seconds,test_mge\n",
+    );
     for m in history {
         csv.push_str(&format!(
-            "{},{:.6e},{:.6},{:.6},{:.6},{},{},{:.3}\n",
+            "{},{:.6e},{:.6},{:.6},{:.6},{},{},{:.3},{}\n",
             m.epoch,
             m.lr,
             m.train_loss,
@@ -25,7 +26,8 @@ pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
             m.train_push,
             opt(m.val_loss),
             opt(m.val_mge),
-            m.seconds
+            m.seconds,
+            opt(m.test_mge)
         ));
     }
     write_file_atomic(dir.join(METRICS_CSV), csv.as_bytes())
