@@ -32,7 +32,7 @@ ALL=$(python3 -c "import json; print(','.join(json.load(open('$DATA/synth.json')
 # The zoo's compact PointNet on 1024 points.
 common=(--set "data=$DATA" --set progress=false --set prepare.num_points=1024
   --set backbone.kind=pointnet --set 'backbone.global=[64,128,256]'
-  --set 'backbone.seg=[256,128]' --set augment.rotation=yaw)
+  --set 'backbone.seg=[256,128]' --set augment.rotation=yaw --set prepare.canonical_yaw=true)
 
 backbone() { # out categories
   [ -f "$1/backbone.safetensors" ] || "$B" train "${common[@]}" --set "category=$2" \

@@ -25,6 +25,11 @@ pub struct PrepareConfig {
     pub num_points: usize,
     pub normalization: NormalizationMode,
     pub sampling: SamplingMode,
+    /// Also turn each cloud about up to its own canonical yaw
+    /// (`Normalization::with_canonical_yaw`): for networks that learn from few models in
+    /// unaligned orientations (README, "Learning from a handful of models").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub canonical_yaw: bool,
 }
 
 impl Default for PrepareConfig {
@@ -33,6 +38,7 @@ impl Default for PrepareConfig {
             num_points: 2048,
             normalization: NormalizationMode::BboxDiagonal,
             sampling: SamplingMode::FarthestPoint,
+            canonical_yaw: false,
         }
     }
 }
@@ -57,7 +63,10 @@ pub const FPS_PRESAMPLE: usize = 4;
 pub fn prepare(cloud: &Cloud, cfg: &PrepareConfig, seed: u64, what: &str) -> Result<Prepared> {
     use rand::SeedableRng;
     cloud.validate(what)?;
-    let transform = Normalization::fit(cloud, cfg.normalization);
+    let mut transform = Normalization::fit(cloud, cfg.normalization);
+    if cfg.canonical_yaw {
+        transform = transform.with_canonical_yaw(cloud);
+    }
     let source_index = if cloud.len() == cfg.num_points {
         (0..cloud.len()).collect()
     } else {

@@ -94,11 +94,52 @@ pub fn training_item(
             BatchKeypoint { point, semantic_id }
         })
         .collect();
+    let keypoints = if augment && cfg.augment.soft_positives > 0 {
+        with_soft_positives(
+            keypoints,
+            &prepared.points,
+            cfg.augment.soft_positives,
+            cfg.augment.soft_radius,
+        )
+    } else {
+        keypoints
+    };
     let mut points = prepared.points;
     if augment {
         perturb(&mut points, &cfg.augment, rng);
     }
     Ok(TrainingItem { points, keypoints })
+}
+
+/// Denser supervision: each keypoint's `count` nearest other points within `radius`
+/// (normalised units) join its correspondence set, so the loss also pulls the patch around
+/// a labelled point together and toward the other models' patches.
+fn with_soft_positives(
+    keypoints: Vec<BatchKeypoint>,
+    points: &[[f32; 3]],
+    count: usize,
+    radius: f32,
+) -> Vec<BatchKeypoint> {
+    let mut out = keypoints.clone();
+    for k in &keypoints {
+        let at = points[k.point];
+        let mut near: Vec<(f32, usize)> = points
+            .iter()
+            .enumerate()
+            .filter(|&(i, p)| i != k.point && dist2(p, &at) <= radius * radius)
+            .map(|(i, p)| (dist2(p, &at), i))
+            .collect();
+        near.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.extend(
+            near.into_iter()
+                .take(count)
+                .map(|(_, point)| BatchKeypoint {
+                    point,
+                    semantic_id: k.semantic_id,
+                }),
+        );
+    }
+    out
 }
 
 /// Keeps the points `kept` (ascending indices) of `cloud` and the keypoints on them.
@@ -399,5 +440,21 @@ mod tests {
         let n = plain.keypoints.len();
         let ratio = |item: &TrainingItem| d(item, 0, 1) / d(item, 0, n - 1);
         assert!((ratio(&plain) - ratio(&turned)).abs() < 0.05 * ratio(&plain));
+    }
+
+    #[test]
+    fn soft_positives_join_the_nearest_points_within_the_radius() {
+        let points: Vec<[f32; 3]> = (0..10).map(|i| [i as f32 * 0.01, 0.0, 0.0]).collect();
+        let kp = |point, semantic_id| BatchKeypoint { point, semantic_id };
+        let out = with_soft_positives(vec![kp(5, 3), kp(0, 1)], &points, 3, 0.015);
+        let mut sets: Vec<(usize, u32)> = out.iter().map(|k| (k.point, k.semantic_id)).collect();
+        sets.sort();
+        // 4 and 6 lie 0.01 away; 3 and 7 are beyond the radius; 0 has one neighbour.
+        assert_eq!(sets, [(0, 1), (1, 1), (4, 3), (5, 3), (6, 3)]);
+        assert_eq!(
+            out[..2],
+            [kp(5, 3), kp(0, 1)],
+            "the labelled points come first"
+        );
     }
 }

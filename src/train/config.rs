@@ -126,6 +126,11 @@ pub struct AugmentConfig {
     /// classifier levels an object by its estimate of up, or does not level it because
     /// it leans less than `deploy::classifier::MIN_LEAN_DEG`.
     pub lean_deg: f32,
+    /// Denser supervision (0 = off): each keypoint's this many nearest points within
+    /// `soft_radius` join its correspondence set in the loss.
+    pub soft_positives: usize,
+    /// The neighbourhood of `soft_positives`, in normalised units (bounding-box diagonal 1).
+    pub soft_radius: f32,
 }
 
 impl Default for AugmentConfig {
@@ -139,6 +144,8 @@ impl Default for AugmentConfig {
             cut_prob: 0.0,
             floor_cut: 0.0,
             lean_deg: 0.0,
+            soft_positives: 0,
+            soft_radius: 0.03,
         }
     }
 }
@@ -340,6 +347,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.augment.partial_view_prob) {
             return bad("augment.partial_view_prob", "must be in [0, 1]");
+        }
+        if self.augment.soft_positives > 0 && !positive(self.augment.soft_radius) {
+            return bad("augment.soft_radius", "must be positive");
         }
         if self.augment.jitter_sigma < 0.0 || self.augment.jitter_clip < 0.0 {
             return bad("augment.jitter_sigma", "jitter must not be negative");
