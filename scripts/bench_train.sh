@@ -15,7 +15,7 @@
 #   each checkpoint choice (`select: best | smoothed | last`) would have done is read
 #   after the fact, on the same runs.
 # Runs already done are skipped, so an interrupted benchmark resumes. About 40 minutes on
-# 2 cores.
+# 2 cores, plus 5 for the shipped backbone.
 #   scripts/bench_train.sh [OUT_DIR]        (default runs/bench-train)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +40,9 @@ backbone() { # out categories
     --set augment.partial_view_prob=0.5 --set val_models=3 | tail -n 1
 }
 
-few() { # out category models [init]
-  local out=$1 cat=$2 n=$3 init=${4:-}
+few() { # out category models init|"" [extra args...]
+  local out=$1 cat=$2 n=$3 init=$4
+  shift 4
   local epochs=$(((STEPS * 4 + n - 1) / n))
   local every=$(((epochs + 23) / 24)) # about 24 validations a run
   local recipe=(--set lr=1e-3 --set lr_schedule=cosine)
@@ -51,7 +52,7 @@ few() { # out category models [init]
   [ -f "$out/best.safetensors" ] || "$B" train "${recipe[@]}" "${common[@]}" \
     --set "category=$cat" --set "out=$out" --set "epochs=$epochs" --set "val_every=$every" \
     --set "train_models=$n" --set val_models=2 --set monitor_test=true \
-    --set select=smoothed >/dev/null
+    --set select=smoothed "$@" >/dev/null
 }
 
 for i in "${!FOLDS[@]}"; do
@@ -63,16 +64,32 @@ for i in "${!FOLDS[@]}"; do
     xyz="$OUT/xyz-$cat.txt"
     [ -f "$xyz" ] || "$B" eval --data "$DATA" --categories "$cat" --embedder xyz --rotate yaw >"$xyz"
     for n in "${SIZES[@]}"; do
-      few "$OUT/$cat-$n-scratch" "$cat" "$n"
+      few "$OUT/$cat-$n-scratch" "$cat" "$n" ""
       few "$OUT/$cat-$n-tuned" "$cat" "$n" "$bb/backbone.safetensors"
     done
+    # Ablations on 14 models: fine-tuning's rate; the body only and soft positives (both
+    # at the first recipe's 3e-4).
+    few "$OUT/$cat-14-tuned-lr1e-4" "$cat" 14 "$bb/backbone.safetensors" --set lr=1e-4
+    few "$OUT/$cat-14-tuned-lr3e-4" "$cat" 14 "$bb/backbone.safetensors" --set lr=3e-4
+    few "$OUT/$cat-14-body" "$cat" 14 "$bb/backbone.safetensors" --set lr=3e-4 \
+      --set init_layers=body
+    few "$OUT/$cat-14-scratch-soft" "$cat" 14 "" --set augment.soft_positives=4
+    few "$OUT/$cat-14-tuned-soft" "$cat" 14 "$bb/backbone.safetensors" --set lr=3e-4 \
+      --set augment.soft_positives=4
   done
 done
 
-# The tables: test mGE at the epoch each rule picks (the runs kept `smoothed`).
-python3 - "$OUT" "${FOLDS[*]}" "${SIZES[*]}" <<'EOF' | tee "$OUT/table.md"
+# The shipped backbone, models/backbone-pointnet.safetensors: the same recipe on every
+# category (cp "$OUT/backbone-all/backbone.safetensors" models/backbone-pointnet.safetensors).
+backbone "$OUT/backbone-all" "$ALL"
+
+# The tables: test mGE at the epoch each rule picks (the runs' best.safetensors kept
+# `smoothed`); RULE is the one the main tables report, config/finetune.yaml's.
+RULE="${RULE:-$(awk '/^select:/ {print $2}' config/finetune.yaml)}"
+python3 - "$OUT" "${FOLDS[*]}" "${SIZES[*]}" "$RULE" <<'EOF' | tee "$OUT/table.md"
 import csv, sys
 out, folds, sizes = sys.argv[1], sys.argv[2].replace(',', ' ').split(), sys.argv[3].split()
+rule = sys.argv[4]
 WINDOW = 5  # the trainer's default select_window
 
 def curve(run):
@@ -99,17 +116,27 @@ print("| models | " + " | ".join(folds) + " | mean | fine-tuned / scratch | fine
 print("|---|" + "---|" * (len(folds) + 3))
 print("| raw xyz | " + " | ".join(f"{xyz(c):.4f}" for c in folds) + f" | {mean([xyz(c) for c in folds]):.4f} | | |")
 for n in sizes:
-    s = [pick(curve(f"{c}-{n}-scratch"), "smoothed") for c in folds]
-    t = [pick(curve(f"{c}-{n}-tuned"), "smoothed") for c in folds]
+    s = [pick(curve(f"{c}-{n}-scratch"), rule) for c in folds]
+    t = [pick(curve(f"{c}-{n}-tuned"), rule) for c in folds]
     x = [xyz(c) for c in folds]
     print(f"| {n}, scratch | " + " | ".join(f"{v:.4f}" for v in s) + f" | {mean(s):.4f} | | {mean(s) / mean(x):.2f} |")
     print(f"| {n}, fine-tuned | " + " | ".join(f"{v:.4f}" for v in t) + f" | {mean(t):.4f} | **{mean(t) / mean(s):.2f}** | **{mean(t) / mean(x):.2f}** |")
 print()
 print("| checkpoint choice (2 val models) | " + " | ".join(f"{n}, {k}" for n in sizes for k in ("scratch", "tuned")) + " | mean |")
 print("|---|" + "---|" * (2 * len(sizes) + 1))
-for rule in ("best", "smoothed", "last"):
-    cells = [mean([pick(curve(f"{c}-{n}-{k}"), rule) for c in folds]) for n in sizes for k in ("scratch", "tuned")]
-    print(f"| {rule} | " + " | ".join(f"{v:.4f}" for v in cells) + f" | {mean(cells):.4f} |")
+for r in ("best", "smoothed", "last"):
+    cells = [mean([pick(curve(f"{c}-{n}-{k}"), r) for c in folds]) for n in sizes for k in ("scratch", "tuned")]
+    print(f"| {r} | " + " | ".join(f"{v:.4f}" for v in cells) + f" | {mean(cells):.4f} |")
 oracle = [mean([min(t for _, t in curve(f"{c}-{n}-{k}")) for c in folds]) for n in sizes for k in ("scratch", "tuned")]
 print("| (lowest test mGE of the run) | " + " | ".join(f"{v:.4f}" for v in oracle) + f" | {mean(oracle):.4f} |")
+print()
+print(f"| 14 models ({rule}) | " + " | ".join(folds) + " | mean |")
+print("|---|" + "---|" * (len(folds) + 1))
+for name, run in [("scratch", "scratch"), ("fine-tuned (lr 1e-3, all layers)", "tuned"),
+                  ("fine-tuned, lr 3e-4", "tuned-lr3e-4"), ("fine-tuned, lr 1e-4", "tuned-lr1e-4"),
+                  ("fine-tuned, lr 3e-4, body only", "body"),
+                  ("scratch, soft positives", "scratch-soft"),
+                  ("fine-tuned, lr 3e-4, soft positives", "tuned-soft")]:
+    v = [pick(curve(f"{c}-14-{run}"), rule) for c in folds]
+    print(f"| {name} | " + " | ".join(f"{x:.4f}" for x in v) + f" | {mean(v):.4f} |")
 EOF

@@ -395,3 +395,74 @@ fn eval_turns_views_back_with_the_classifier() {
         assert!(!out.status.success() && err.contains(named), "{err}");
     }
 }
+
+/// `train --init` fine-tunes from the shipped backbone, taking its architecture and
+/// preprocessing; `--init-layers` needs `--init` and a known value.
+#[test]
+fn train_starts_from_the_shipped_backbone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    semcorr(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--categories",
+        "mug",
+        "--models",
+        "8",
+        "--seed",
+        "5",
+    ]);
+    let backbone =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/backbone-pointnet.safetensors");
+    let run = tmp.path().join("run");
+    let train = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_semcorr"))
+            .args(["train", "--config", "config/finetune.yaml"])
+            .args(["--set", &format!("data={}", data.display())])
+            .args([
+                "--set",
+                "category=mug",
+                "--set",
+                "epochs=2",
+                "--set",
+                "progress=false",
+            ])
+            .args(["--set", &format!("out={}", run.display())])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    };
+    let out = train(&[
+        "--init",
+        backbone.to_str().unwrap(),
+        "--init-layers",
+        "body",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("init: the body's layers"), "{stdout}");
+    let (_, ckpt) = semcorr::train::load_network(&run.join("last.safetensors")).unwrap();
+    assert!(
+        ckpt.meta.config.prepare.canonical_yaw,
+        "the backbone's preprocessing"
+    );
+    assert_eq!(ckpt.meta.config.prepare.num_points, 1024);
+
+    let out = train(&["--init-layers", "body"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--init"), "{err}");
+    let out = train(&[
+        "--init",
+        backbone.to_str().unwrap(),
+        "--init-layers",
+        "head",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("head"), "{err}");
+}
