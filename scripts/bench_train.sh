@@ -14,8 +14,8 @@
 # - Every run records the test split's mGE at each validation (`monitor_test`), so how
 #   each checkpoint choice (`select: best | smoothed | last`) would have done is read
 #   after the fact, on the same runs.
-# Runs already done are skipped, so an interrupted benchmark resumes. About 40 minutes on
-# 2 cores, plus 5 for the shipped backbone.
+# Runs already done are skipped, so an interrupted benchmark resumes. About an hour on
+# 2 cores (the shipped backbone 5 minutes of it).
 #   scripts/bench_train.sh [OUT_DIR]        (default runs/bench-train)
 set -euo pipefail
 cd "$(dirname "$0")/.."

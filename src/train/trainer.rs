@@ -386,11 +386,6 @@ fn initial_weights(cfg: &mut TrainConfig) -> Result<Option<HashMap<String, Tenso
         Checkpoint::load(&path).map_err(|e| Error::invalid(format!("config key 'init': {e}")))?;
     cfg.backbone = init.meta.config.backbone.clone();
     cfg.prepare = init.meta.config.prepare;
-    let skip = cfg.backbone.embedding_layer();
-    let mut weights = init.model_weights();
-    if cfg.init_layers == InitLayers::Body {
-        weights.retain(|name, _| !name.starts_with(skip));
-    }
     println!(
         "init: {} layers of {} (trained on {}), with its architecture and preprocessing",
         match cfg.init_layers {
@@ -400,7 +395,7 @@ fn initial_weights(cfg: &mut TrainConfig) -> Result<Option<HashMap<String, Tenso
         path.display(),
         init.meta.config.category
     );
-    Ok(Some(weights))
+    Ok(Some(init.model_weights()))
 }
 
 /// Trains as configured; with `resume`, continues the run stored in that checkpoint
