@@ -27,7 +27,10 @@ pub struct PrepareConfig {
     pub sampling: SamplingMode,
     /// Also turn each cloud about up to its own canonical yaw
     /// (`Normalization::with_canonical_yaw`): for networks that learn from few models in
-    /// unaligned orientations (README, "Learning from a handful of models").
+    /// unaligned orientations (README, "Learning from a handful of models"). Every path
+    /// that embeds goes through here, so such a model embeds the same everywhere; but its
+    /// templates' canonical positions (pose fitting, yaw search) lie in each training
+    /// model's own frame, so the node's zoo keeps it off.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub canonical_yaw: bool,
 }
