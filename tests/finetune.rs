@@ -176,35 +176,19 @@ fn bad_fine_tuning_configs_name_the_problem() {
     let data = tmp.path().join("data");
     synth(&data);
     let out = tmp.path().join("run");
-    let e = train(
-        config(
-            &data,
-            &out,
-            HELD_OUT,
-            &["init=/nonexistent/backbone.safetensors".into()],
-        ),
-        None,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let refused = |category: &str, extra: &[&str]| {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        train(config(&data, &out, category, &extra), None)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let e = refused(HELD_OUT, &["init=/nonexistent/backbone.safetensors"]);
     assert!(e.contains("'init'") && e.contains("nonexistent"), "{e}");
-    let e = train(
-        config(&data, &out, HELD_OUT, &["train_models=50".into()]),
-        None,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = refused(HELD_OUT, &["train_models=50"]);
     assert!(e.contains("'train_models'") && e.contains("50"), "{e}");
-    let e = train(config(&data, &out, "mug,can,mug", &[]), None)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = refused("mug,can,mug", &[]);
     assert!(e.contains("'mug'") && e.contains("twice"), "{e}");
-    let e = train(config(&data, &out, "mug,teapot", &[]), None)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = refused("mug,teapot", &[]);
     assert!(e.contains("teapot"), "{e}");
 }
